@@ -1,0 +1,67 @@
+# Finds every dependency of btm. Included once from the top-level CMakeLists.txt.
+
+find_package(MPI REQUIRED COMPONENTS C CXX)
+
+# Parallel HDF5 (Debian: libhdf5-openmpi-dev). FindHDF5 needs the C language enabled.
+set(HDF5_PREFER_PARALLEL ON)
+find_package(HDF5 REQUIRED COMPONENTS C)
+if(NOT HDF5_IS_PARALLEL)
+  message(FATAL_ERROR "btm needs a parallel (MPI) build of HDF5; found a serial one at ${HDF5_INCLUDE_DIRS}. "
+                      "On Debian: apt-get install libhdf5-openmpi-dev")
+endif()
+add_library(btm_hdf5 INTERFACE)
+target_include_directories(btm_hdf5 SYSTEM INTERFACE ${HDF5_INCLUDE_DIRS})
+target_link_libraries(btm_hdf5 INTERFACE ${HDF5_C_LIBRARIES})
+target_compile_definitions(btm_hdf5 INTERFACE ${HDF5_DEFINITIONS})
+
+# Kokkos. Debian's 3.4.1 ships a CMake config whose include directory is wrong; derive the
+# real one from Kokkos_DIR (<prefix>/lib/<triplet>/cmake/Kokkos) so that the same code
+# works with Debian's packages, the GPU kit and a Spack-built Kokkos.
+find_package(Kokkos REQUIRED)
+get_filename_component(BTM_KOKKOS_PREFIX "${Kokkos_DIR}/../../../.." ABSOLUTE)
+if(EXISTS "${BTM_KOKKOS_PREFIX}/include/trilinos/Kokkos_Core.hpp")
+  set_target_properties(Kokkos::kokkos PROPERTIES
+    INTERFACE_INCLUDE_DIRECTORIES "${BTM_KOKKOS_PREFIX}/include/trilinos")
+endif()
+
+find_package(tomlplusplus REQUIRED)
+
+# BLAS with the CBLAS interface (OpenBLAS on Debian and in spack.yaml).
+find_package(BLAS REQUIRED)
+find_path(BTM_CBLAS_INCLUDE_DIR cblas.h
+  HINTS ${BLAS_ROOT} ENV OPENBLAS_ROOT ENV OPENBLAS_DIR
+  PATH_SUFFIXES include include/openblas include/x86_64-linux-gnu include/aarch64-linux-gnu)
+if(NOT BTM_CBLAS_INCLUDE_DIR)
+  message(FATAL_ERROR "cblas.h not found; install OpenBLAS (Debian: libopenblas-dev)")
+endif()
+add_library(btm_blas INTERFACE)
+target_include_directories(btm_blas SYSTEM INTERFACE ${BTM_CBLAS_INCLUDE_DIR})
+target_link_libraries(btm_blas INTERFACE ${BLAS_LIBRARIES})
+include(CheckSymbolExists)
+set(CMAKE_REQUIRED_LIBRARIES ${BLAS_LIBRARIES})
+check_symbol_exists(openblas_set_num_threads "" BTM_HAVE_OPENBLAS_THREADS)
+unset(CMAKE_REQUIRED_LIBRARIES)
+if(BTM_HAVE_OPENBLAS_THREADS)
+  target_compile_definitions(btm_blas INTERFACE BTM_HAVE_OPENBLAS_THREADS=1)
+endif()
+
+# SentencePiece ships only a pkg-config file.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+
+if(BTM_ENABLE_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+
+if(BTM_ENABLE_CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  find_library(BTM_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ENV CUDNN_ROOT PATH_SUFFIXES lib lib64)
+  find_path(BTM_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV CUDNN_ROOT PATH_SUFFIXES include)
+  find_library(BTM_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_ROOT PATH_SUFFIXES lib lib64)
+  find_path(BTM_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_ROOT PATH_SUFFIXES include)
+  foreach(v BTM_CUDNN_LIBRARY BTM_CUDNN_INCLUDE_DIR BTM_NCCL_LIBRARY BTM_NCCL_INCLUDE_DIR)
+    if(NOT ${v})
+      message(FATAL_ERROR "${v} not found: the cuda backend needs cuDNN 9 and NCCL")
+    endif()
+  endforeach()
+endif()

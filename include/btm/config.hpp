@@ -1,0 +1,149 @@
+#pragma once
+// The input deck as typed structs. Every default lives here, in the member initialisers;
+// src/config/deck.cpp reads TOML into these, and inputs/README.md documents each key.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "btm/model_config.hpp"
+
+namespace btm {
+
+// All phases, in pipeline order.
+inline const std::vector<std::string> kAllPhases = {"prepare", "seed",    "experts", "baseline",
+                                                    "average", "eval"};
+
+struct RunConfig {
+  std::string name = "btm";
+  std::filesystem::path out_dir = "runs/btm";  // relative paths resolve against the deck's folder
+  std::uint64_t seed = 1234;
+  std::string backend = "cpu";  // cpu | cuda
+  std::vector<std::string> phases = kAllPhases;
+  int blas_threads = 1;  // BLAS threads per rank (cpu backend)
+};
+
+struct DataConfig {
+  std::filesystem::path corpus;  // JSONL file, text tree, or <domain>/<split>.jsonl.gz folder
+  std::string format = "auto";   // auto | jsonl | text_tree | split_jsonl
+  std::vector<std::string> train_domains;    // empty: every domain in the corpus
+  std::vector<std::string> heldout_domains;  // evaluated only, never trained on
+  std::filesystem::path tokenizer;  // existing SentencePiece .model; empty: train one
+  int vocab_size = 8192;
+  double tokenizer_sample_mb = 8.0;  // text sampled for tokenizer training, balanced by domain
+  double valid_fraction = 0.05;      // hash split, used when the corpus gives no splits
+  double test_fraction = 0.05;
+  double max_mb_per_domain = 0.0;    // 0: no cap; else keep the first N MB of each domain split
+};
+
+struct TrainConfig {
+  int micro_batch = 8;     // sequences per rank per forward/backward
+  int global_batch = 32;   // sequences per optimizer step (per expert group)
+  double lr = 3e-3;
+  double min_lr_ratio = 0.1;  // cosine floor as a fraction of lr
+  double warmup_fraction = 0.05;  // of the phase's steps
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double adam_eps = 1e-8;
+  double grad_clip = 1.0;  // global norm; 0 disables
+  int log_every = 10;
+  int eval_every = 100;    // validation loss per domain; 0: only at the end
+  int eval_batches = 4;    // micro batches per domain per validation
+  int checkpoint_every = 200;  // 0: only at the end
+};
+
+// Training phases take a [train] key to override the deck's [train] for themselves only.
+struct SeedConfig {
+  std::uint64_t tokens = 1'000'000;
+  std::string mixing = "balanced";  // balanced | proportional
+  TrainConfig train;
+};
+
+struct ExpertsConfig {
+  std::uint64_t tokens = 500'000;    // per expert
+  std::vector<std::string> domains;  // empty: data.train_domains
+  std::string init = "seed";         // seed | posterior_average | <expert name>
+  bool reset_optimizer = true;       // false: keep the seed's AdamW moments
+  int posterior_sequences = 32;      // valid blocks used by init = "posterior_average"
+  TrainConfig train;
+};
+
+struct BaselineConfig {
+  bool enabled = true;
+  std::uint64_t tokens = 0;  // 0: experts.tokens * number of experts (compute-matched)
+  std::string mixing = "balanced";
+  TrainConfig train;
+};
+
+struct WeightedAverage {
+  std::string name;
+  std::map<std::string, double> weights;  // expert name -> weight (normalised to sum 1)
+};
+
+struct AverageConfig {
+  bool uniform = true;
+  bool posterior = true;     // one average per eval domain, weights = cached posterior
+  int posterior_sequences = 32;
+  std::vector<WeightedAverage> weighted;
+};
+
+struct EnsembleConfig {
+  std::string name;
+  std::string prior = "cached";     // uniform | cached
+  std::string posterior = "exact";  // exact | previous_token
+  int top_k = 0;                    // 0: all experts
+};
+
+struct EvalConfig {
+  std::string split = "test";  // test | valid
+  std::uint64_t max_tokens_per_domain = 0;  // 0: the whole split
+  int prior_sequences = 100;   // valid blocks for the cached prior
+  double prior_alpha = 0.3;    // EMA rate of the cached prior
+  int batch = 8;               // sequences per forward pass
+  std::vector<EnsembleConfig> ensembles = {{"ensemble", "cached", "exact", 0}};
+};
+
+struct Deck {
+  std::filesystem::path source;  // the deck file ("" for decks built in code)
+  RunConfig run;
+  DataConfig data;
+  ModelConfig model;
+  TrainConfig train;
+  SeedConfig seed;
+  ExpertsConfig experts;
+  BaselineConfig baseline;
+  AverageConfig average;
+  EvalConfig eval;
+
+  // Derived paths inside run.out_dir.
+  std::filesystem::path data_file() const { return run.out_dir / "data.h5"; }
+  std::filesystem::path seed_file() const { return run.out_dir / "seed.h5"; }
+  std::filesystem::path expert_file(const std::string& name) const {
+    return run.out_dir / "experts" / (name + ".h5");
+  }
+  std::filesystem::path baseline_file() const { return run.out_dir / "baseline.h5"; }
+  std::filesystem::path average_file(const std::string& name) const {
+    return run.out_dir / "averages" / (name + ".h5");
+  }
+  std::filesystem::path forest_file() const { return run.out_dir / "forest.h5"; }
+  std::filesystem::path eval_file() const { return run.out_dir / "eval.h5"; }
+
+  // Experts in training order: experts.domains, else data.train_domains.
+  std::vector<std::string> expert_domains() const;
+};
+
+// Reads and validates a deck. `overrides` are "section.key=value" strings from --set,
+// applied on top of the file. Throws btm::Error with file, line:column, key path and the
+// allowed values on any problem.
+Deck load_deck(const std::filesystem::path& path, const std::vector<std::string>& overrides = {});
+Deck parse_deck(const std::string& toml_text, const std::filesystem::path& source_name,
+                const std::vector<std::string>& overrides = {});
+
+// The resolved deck (every key, defaults filled in) as TOML text: echoed on rank 0 and
+// stored in /meta of every output file.
+std::string to_toml(const Deck& deck);
+
+}  // namespace btm

@@ -1,0 +1,125 @@
+// Command-line entry: parses the command, brings up MPI + Kokkos, and turns every error
+// into one message and a stop of all ranks.
+#include "btm/cli.hpp"
+
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "btm/comm.hpp"
+#include "btm/config.hpp"
+#include "btm/error.hpp"
+#include "btm/log.hpp"
+#include "btm/phases.hpp"
+#include "btm/plan.hpp"
+#include "btm/runtime.hpp"
+#include "cli/commands.hpp"
+
+namespace btm {
+
+namespace {
+
+const char* kUsage = R"(btm — Branch-Train-Merge expert language models on MPI
+
+usage:
+  btm run DECK [--phases a,b,...] [--set section.key=value ...]
+      Run the deck's phases (prepare, seed, experts, baseline, average, eval).
+      Finished phases are skipped; interrupted ones resume from their checkpoint.
+  btm check DECK [--ranks P] [--set section.key=value ...]
+      Validate the deck and print the plan: phases, expert groups, which ranks
+      train which expert, token budgets. P defaults to the MPI world size.
+  btm inspect FILE.h5
+      Summarise any btm HDF5 file (data, model, forest, eval).
+  btm sample MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
+      Generate text from a model file with a KV cache.
+  btm forest list|add|remove ...
+      Manage the ELM forest manifest (see `btm forest --help`).
+  btm --help | --version
+)";
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// Options shared by `run` and `check`.
+struct DeckArgs {
+  std::string deck;
+  std::vector<std::string> overrides;
+  std::vector<std::string> phases;
+  int ranks = 0;
+};
+
+DeckArgs parse_deck_args(const std::string& command, const std::vector<std::string>& args) {
+  DeckArgs out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](const std::string& flag) -> std::string {
+      if (i + 1 >= args.size()) throw Error("btm " + command + ": " + flag + " needs a value");
+      return args[++i];
+    };
+    if (a == "--set") out.overrides.push_back(value(a));
+    else if (a.rfind("--set=", 0) == 0) out.overrides.push_back(a.substr(6));
+    else if (a == "--phases" && command == "run") out.phases = split_commas(value(a));
+    else if (a.rfind("--phases=", 0) == 0 && command == "run") out.phases = split_commas(a.substr(9));
+    else if (a == "--ranks" && command == "check") out.ranks = std::stoi(value(a));
+    else if (a.rfind("--", 0) == 0) throw Error("btm " + command + ": unknown option " + a + "\n" + kUsage);
+    else if (out.deck.empty()) out.deck = a;
+    else throw Error("btm " + command + ": unexpected argument '" + a + "'");
+  }
+  if (out.deck.empty()) throw Error("btm " + command + ": missing the deck file\n" + kUsage);
+  return out;
+}
+
+int command_run(const std::vector<std::string>& args) {
+  DeckArgs a = parse_deck_args("run", args);
+  Deck deck = load_deck(a.deck, a.overrides);
+  Comm world = Comm::world();
+  log_root("# btm " BTM_VERSION " run " + a.deck + " on " + std::to_string(world.size()) + " rank(s)");
+  log_root("# resolved deck:\n" + to_toml(deck));
+  run_phases(deck, a.phases.empty() ? deck.run.phases : a.phases, world);
+  return 0;
+}
+
+int command_check(const std::vector<std::string>& args) {
+  DeckArgs a = parse_deck_args("check", args);
+  Deck deck = load_deck(a.deck, a.overrides);
+  Comm world = Comm::world();
+  if (world.is_root()) print_plan(deck, a.ranks > 0 ? a.ranks : world.size(), std::cout);
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") {
+    std::cout << "btm " BTM_VERSION "\n";
+    return 0;
+  }
+  Runtime runtime(argc, argv);
+  try {
+    const std::string command = args[0];
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    if (command == "run") return command_run(rest);
+    if (command == "check") return command_check(rest);
+    if (command == "inspect") return command_inspect(rest);
+    if (command == "sample") return command_sample(rest);
+    if (command == "forest") return command_forest(rest);
+    throw Error("unknown command '" + command + "'\n" + kUsage);
+  } catch (const std::exception& e) {
+    abort_all(e.what());
+  }
+}
+
+}  // namespace btm

@@ -1,0 +1,55 @@
+#include "btm/model_config.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+#include "btm/error.hpp"
+
+namespace btm {
+
+int ModelConfig::resolved_intermediate_size() const {
+  if (intermediate_size > 0) return intermediate_size;
+  int raw = (8 * hidden_size + 2) / 3;
+  return (raw + 63) / 64 * 64;
+}
+
+void ModelConfig::validate() const {
+  auto bad = [](const std::string& field, const std::string& why) {
+    throw Error("model." + field + ": " + why);
+  };
+  if (hidden_size <= 0) bad("hidden_size", "must be positive");
+  if (num_hidden_layers <= 0) bad("num_hidden_layers", "must be positive");
+  if (num_attention_heads <= 0) bad("num_attention_heads", "must be positive");
+  if (hidden_size % num_attention_heads != 0) {
+    bad("hidden_size", "must be divisible by num_attention_heads (" + std::to_string(hidden_size) +
+                           " % " + std::to_string(num_attention_heads) + " != 0)");
+  }
+  if (head_dim() % 2 != 0) bad("hidden_size", "head dimension hidden_size/num_attention_heads must be even for rotary embeddings");
+  if (num_key_value_heads < 0 || num_attention_heads % kv_heads() != 0) {
+    bad("num_key_value_heads", "must divide num_attention_heads (" + std::to_string(num_attention_heads) + ")");
+  }
+  if (intermediate_size < 0) bad("intermediate_size", "must be positive, or 0 for 8/3 * hidden_size");
+  if (vocab_size < 0) bad("vocab_size", "must be positive, or 0 to take the tokenizer's");
+  if (max_position_embeddings < 2) bad("context", "must be at least 2");
+  if (!(rope_theta > 0)) bad("rope_theta", "must be positive");
+  if (!(rms_norm_eps > 0)) bad("rms_norm_eps", "must be positive");
+  if (!(initializer_range > 0)) bad("initializer_range", "must be positive");
+}
+
+std::string ModelConfig::architecture_hash() const {
+  std::ostringstream s;
+  s << "llama:d=" << hidden_size << ":f=" << resolved_intermediate_size() << ":l=" << num_hidden_layers
+    << ":h=" << num_attention_heads << ":kv=" << kv_heads() << ":v=" << vocab_size
+    << ":theta=" << rope_theta << ":eps=" << rms_norm_eps << ":tied=" << tie_word_embeddings;
+  // FNV-1a, printed as 16 hex digits: short enough to show, stable across platforms.
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s.str()) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace btm
