@@ -18,7 +18,7 @@ inline const std::vector<std::string> kAllPhases = {"prepare", "seed",    "exper
 
 struct RunConfig {
   std::string name = "btm";
-  std::filesystem::path out_dir = "runs/btm";  // relative paths resolve against the deck's folder
+  std::filesystem::path out_dir = "runs/btm";  // relative paths resolve against the working directory
   std::uint64_t seed = 1234;
   std::string backend = "cpu";  // cpu | cuda
   std::vector<std::string> phases = kAllPhases;
