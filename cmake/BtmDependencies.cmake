@@ -25,6 +25,7 @@ if(EXISTS "${BTM_KOKKOS_PREFIX}/include/trilinos/Kokkos_Core.hpp")
 endif()
 
 find_package(tomlplusplus REQUIRED)
+find_package(ZLIB REQUIRED)  # .jsonl.gz corpora
 
 # BLAS with the CBLAS interface (OpenBLAS on Debian and in spack.yaml).
 find_package(BLAS REQUIRED)
