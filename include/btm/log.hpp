@@ -7,6 +7,8 @@ namespace btm {
 
 // Prints `line` on world rank 0 (stdout, flushed). Other ranks print nothing.
 void log_root(const std::string& line);
+// Prints `line` (stdout, flushed) on the calling rank, whatever it is: for group leaders.
+void log_line(const std::string& line);
 // Prints `line` on every rank, prefixed with "[rank r] ".
 void log_all(const std::string& line);
 // Prints a warning on world rank 0 ("warning: ...", stderr).

@@ -9,14 +9,19 @@
 
 namespace btm {
 
+// A training phase either finishes or is interrupted (stop signal): then its checkpoint
+// is on disk and a re-run resumes it.
+enum class PhaseStatus { done, interrupted };
+
 void run_prepare(const Deck& deck, const Comm& world);
-void run_seed(const Deck& deck, const Comm& world);
-void run_experts(const Deck& deck, const Comm& world);
-void run_baseline(const Deck& deck, const Comm& world);
+PhaseStatus run_seed(const Deck& deck, const Comm& world);
+PhaseStatus run_experts(const Deck& deck, const Comm& world);
+PhaseStatus run_baseline(const Deck& deck, const Comm& world);
 void run_average(const Deck& deck, const Comm& world);
 void run_eval(const Deck& deck, const Comm& world);
 
-// Runs `phases` (names from kAllPhases) in pipeline order.
-void run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world);
+// Runs `phases` (names from kAllPhases) in pipeline order; stops after an interrupted one.
+// Returns false when a phase was interrupted.
+bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world);
 
 }  // namespace btm

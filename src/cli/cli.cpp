@@ -26,6 +26,7 @@ usage:
   btm run DECK [--phases a,b,...] [--set section.key=value ...]
       Run the deck's phases (prepare, seed, experts, baseline, average, eval).
       Finished phases are skipped; interrupted ones resume from their checkpoint.
+      SIGUSR1/SIGTERM checkpoint and stop at the next step (exit status 75).
   btm check DECK [--ranks P] [--set section.key=value ...]
       Validate the deck and print the plan: phases, expert groups, which ranks
       train which expert, token budgets. P defaults to the MPI world size.
@@ -83,8 +84,9 @@ int command_run(const std::vector<std::string>& args) {
   Comm world = Comm::world();
   log_root("# btm " BTM_VERSION " run " + a.deck + " on " + std::to_string(world.size()) + " rank(s)");
   log_root("# resolved deck:\n" + to_toml(deck));
-  run_phases(deck, a.phases.empty() ? deck.run.phases : a.phases, world);
-  return 0;
+  const bool finished = run_phases(deck, a.phases.empty() ? deck.run.phases : a.phases, world);
+  // EX_TEMPFAIL: a stop signal interrupted training; the same command resumes it.
+  return finished ? 0 : 75;
 }
 
 int command_check(const std::vector<std::string>& args) {

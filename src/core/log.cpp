@@ -23,6 +23,8 @@ void log_root(const std::string& line) {
   std::cout << line << '\n' << std::flush;
 }
 
+void log_line(const std::string& line) { std::cout << line + '\n' << std::flush; }
+
 void log_all(const std::string& line) {
   std::cout << "[rank " << world_rank() << "] " << line << '\n' << std::flush;
 }

@@ -1,0 +1,43 @@
+#pragma once
+// The ELM forest manifest, forest.h5 (DESIGN, Files): one row per expert in parallel
+// datasets under /experts: name, domain, parent, file (relative to forest.h5's folder
+// unless absolute), architecture (ModelConfig::architecture_hash) as strings, and tokens
+// (uint64). Every expert of a forest shares one architecture.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace btm {
+
+struct ForestEntry {
+  std::string name;
+  std::string domain;  // domain or cluster the expert was trained on
+  std::string parent;  // what it was branched from
+  std::string file;    // as stored (relative to the forest's folder unless absolute)
+  std::string architecture;
+  std::uint64_t tokens = 0;  // training tokens of the expert phase
+};
+
+class Forest {
+ public:
+  // An empty forest when `path` does not exist yet.
+  static Forest load(const std::filesystem::path& path);
+  void save(const std::filesystem::path& path) const;  // atomic
+
+  const std::vector<ForestEntry>& experts() const { return experts_; }
+  const ForestEntry* find(const std::string& name) const;
+  // Adds or replaces (same name) an entry; refuses an architecture different from the rest.
+  void add(const ForestEntry& entry);
+  void remove(const std::string& name);  // throws when absent
+  std::string architecture() const;      // "" when empty
+  // The entry's model file as a path usable from the working directory.
+  std::filesystem::path resolve(const ForestEntry& entry) const;
+
+ private:
+  std::filesystem::path folder_;  // forest.h5's folder
+  std::vector<ForestEntry> experts_;
+};
+
+}  // namespace btm

@@ -1,0 +1,36 @@
+#pragma once
+// AdamW on fp32 master weights with decoupled weight decay on matrices only, and
+// global-norm gradient clipping. Moments live on the device in the parameter layout.
+#include <vector>
+
+#include "btm/config.hpp"
+#include "btm/model/param_layout.hpp"
+#include "btm/ops/backend.hpp"
+
+namespace btm {
+
+class AdamW {
+ public:
+  AdamW(const ParamLayout& layout, Backend& backend, const TrainConfig& config);
+
+  // Clips `grads` in place to global norm config.grad_clip (when > 0) and returns the norm
+  // before clipping.
+  double clip(float* grads);
+  // One step on every tensor; `step` is 1-based (bias correction).
+  void step(float* params, const float* grads, double lr, long step);
+
+  float* m() const { return m_.f32(); }
+  float* v() const { return v_.f32(); }
+  std::vector<float> get_m() const;
+  std::vector<float> get_v() const;
+  void set_moments(const std::vector<float>& m, const std::vector<float>& v);
+  void reset();  // zero moments
+
+ private:
+  const ParamLayout& layout_;
+  Backend& backend_;
+  TrainConfig config_;
+  DeviceBuffer m_, v_;
+};
+
+}  // namespace btm

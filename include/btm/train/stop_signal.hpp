@@ -1,0 +1,16 @@
+#pragma once
+// Graceful stop on SIGUSR1 / SIGTERM (Slurm: `#SBATCH --signal=USR1@120`, scancel, time
+// limit): the trainer checkpoints at the next step boundary and exits; a re-run resumes.
+namespace btm {
+
+// Installs the handlers for its lifetime and restores the previous ones afterwards.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static bool requested();
+};
+
+}  // namespace btm

@@ -1,0 +1,360 @@
+#include "btm/model/llama.hpp"
+
+#include <cmath>
+#include <random>
+
+#include "btm/error.hpp"
+
+namespace btm {
+
+// Everything the backward pass needs, for one (batch, seq) shape. Residual stream states
+// are kept as 2L+1 buffers: R[2l] enters layer l, R[2l+1] follows its attention block.
+struct Llama::Activations {
+  int n = 0;      // rows (batch * seq) allocated for
+  int batch = 0;  // lse is [batch, heads, seq]
+  DeviceBuffer tokens, targets, nll;           // int32 [N], int32 [N], f32 [N]
+  std::vector<DeviceBuffer> residual;          // 2L+1 x [N, d]
+  std::vector<DeviceBuffer> h1, q, k, v, o;    // per layer: [N,d], [N,qd], [N,kvd] x2, [N,qd]
+  std::vector<DeviceBuffer> h2, g, u, a;       // per layer: [N,d], [N,f] x3
+  std::vector<DeviceBuffer> rstd1, rstd2, lse; // per layer f32: [N], [N], [B,H,T]
+  DeviceBuffer hf, rstd_f, logits;             // [N,d], f32 [N], [N,V]
+  DeviceBuffer dx, dh, dq, dk, dv, dout, da, dg, du;  // backward scratch
+};
+
+// KV cache for batch-1 decoding: per layer [max_pos, kvd] keys and values.
+struct Llama::Cache {
+  std::vector<DeviceBuffer> k, v;
+  int rows = 0;  // scratch capacity in tokens
+  DeviceBuffer tokens, x, h, q, o, g, u, a, rstd, lse, logits;
+};
+
+Llama::Llama(const ModelConfig& config, Backend& backend)
+    : config_(config), layout_(ParamLayout::llama(config)), backend_(backend) {
+  const std::size_t n = layout_.total();
+  params_ = DeviceBuffer(backend_, n * sizeof(float));
+  grads_ = DeviceBuffer(backend_, n * sizeof(float));
+  // On fp32 backends the compute copy is the master copy itself.
+  if (backend_.compute_dtype() != DType::f32) {
+    compute_params_ = DeviceBuffer(backend_, n * dtype_bytes(backend_.compute_dtype()));
+  }
+}
+
+Llama::~Llama() = default;
+
+const void* Llama::weight(std::size_t offset) const {
+  if (!compute_params_.get()) return params_.f32() + offset;
+  return static_cast<const char*>(compute_params_.get()) + offset * dtype_bytes(backend_.compute_dtype());
+}
+
+std::vector<float> Llama::get_params() const {
+  std::vector<float> host(layout_.total());
+  backend_.copy_to_host(host.data(), params_.get(), host.size() * sizeof(float));
+  return host;
+}
+
+void Llama::set_params(const std::vector<float>& host) {
+  if (host.size() != layout_.total()) throw Error("set_params: wrong parameter count");
+  backend_.copy_to_device(params_.get(), host.data(), host.size() * sizeof(float));
+  refresh_compute_params();
+}
+
+void Llama::refresh_compute_params() {
+  if (compute_params_.get()) backend_.to_compute(params_.f32(), compute_params_.get(), layout_.total());
+}
+
+void Llama::zero_grads() { backend_.zero(grads_.get(), grads_.bytes()); }
+
+void Llama::init_weights(std::uint64_t seed) {
+  std::vector<float> host(layout_.total(), 0.0f);
+  std::mt19937_64 rng(seed);
+  // Box-Muller on the raw 64-bit stream: the same numbers on every platform, unlike
+  // std::normal_distribution.
+  auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
+  auto normal = [&] {
+    return std::sqrt(-2.0 * std::log(uniform())) * std::cos(2.0 * M_PI * uniform());
+  };
+  const double std_dev = config_.initializer_range;
+  const double residual_std = std_dev / std::sqrt(2.0 * config_.num_hidden_layers);
+  for (const auto& p : layout_.params()) {
+    float* t = host.data() + p.offset;
+    if (!p.is_matrix()) {
+      std::fill(t, t + p.numel, 1.0f);
+      continue;
+    }
+    const bool residual = p.name.find("o_proj") != std::string::npos ||
+                          p.name.find("down_proj") != std::string::npos;
+    const double s = residual ? residual_std : std_dev;
+    for (std::size_t i = 0; i < p.numel; ++i) t[i] = static_cast<float>(s * normal());
+  }
+  set_params(host);
+}
+
+Llama::Activations& Llama::activations(int batch, int seq) {
+  const int n = batch * seq;
+  if (acts_ && acts_->n >= n && acts_->batch >= batch && acts_->n / std::max(acts_->batch, 1) >= seq) {
+    return *acts_;
+  }
+  acts_.reset();  // free the old set before allocating a larger one
+  auto A = std::make_unique<Activations>();
+  A->n = n;
+  A->batch = batch;
+  const std::size_t cb = dtype_bytes(backend_.compute_dtype());
+  const std::size_t d = config_.hidden_size, f = config_.resolved_intermediate_size();
+  const std::size_t qd = std::size_t(config_.num_attention_heads) * config_.head_dim();
+  const std::size_t kvd = std::size_t(config_.kv_heads()) * config_.head_dim();
+  const std::size_t V = config_.vocab_size, L = config_.num_hidden_layers;
+  const std::size_t N = n;
+  auto buf = [&](std::size_t elems, std::size_t bytes) { return DeviceBuffer(backend_, elems * bytes); };
+  A->tokens = buf(N, 4);
+  A->targets = buf(N, 4);
+  A->nll = buf(N, 4);
+  for (std::size_t i = 0; i < 2 * L + 1; ++i) A->residual.push_back(buf(N * d, cb));
+  for (std::size_t l = 0; l < L; ++l) {
+    A->h1.push_back(buf(N * d, cb));
+    A->q.push_back(buf(N * qd, cb));
+    A->k.push_back(buf(N * kvd, cb));
+    A->v.push_back(buf(N * kvd, cb));
+    A->o.push_back(buf(N * qd, cb));
+    A->h2.push_back(buf(N * d, cb));
+    A->g.push_back(buf(N * f, cb));
+    A->u.push_back(buf(N * f, cb));
+    A->a.push_back(buf(N * f, cb));
+    A->rstd1.push_back(buf(N, 4));
+    A->rstd2.push_back(buf(N, 4));
+    A->lse.push_back(buf(N * config_.num_attention_heads, 4));
+  }
+  A->hf = buf(N * d, cb);
+  A->rstd_f = buf(N, 4);
+  A->logits = buf(N * V, cb);
+  A->dx = buf(N * d, cb);
+  A->dh = buf(N * d, cb);
+  A->dq = buf(N * qd, cb);
+  A->dk = buf(N * kvd, cb);
+  A->dv = buf(N * kvd, cb);
+  A->dout = buf(N * qd, cb);
+  A->da = buf(N * f, cb);
+  A->dg = buf(N * f, cb);
+  A->du = buf(N * f, cb);
+  acts_ = std::move(A);
+  return *acts_;
+}
+
+void Llama::forward(const std::int32_t* tokens, int batch, int seq) {
+  Activations& A = activations(batch, seq);
+  Backend& be = backend_;
+  const ModelConfig& c = config_;
+  const int n = batch * seq, d = c.hidden_size, f = c.resolved_intermediate_size();
+  const int H = c.num_attention_heads, KV = c.kv_heads(), hd = c.head_dim();
+  const int qd = H * hd, kvd = KV * hd, V = c.vocab_size;
+  const std::size_t cb = dtype_bytes(be.compute_dtype());
+  const float theta = static_cast<float>(c.rope_theta), eps = static_cast<float>(c.rms_norm_eps);
+
+  // Split [batch, seq+1] into inputs and targets (host), then upload.
+  std::vector<std::int32_t> in(n), tgt(n);
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 0; t < seq; ++t) {
+      const std::int32_t x = tokens[std::size_t(b) * (seq + 1) + t];
+      if (x < 0 || x >= V) {
+        throw Error("input token " + std::to_string(x) + " at batch row " + std::to_string(b) +
+                    ", position " + std::to_string(t) + " is outside the vocabulary [0, " +
+                    std::to_string(V) + ")");
+      }
+      in[std::size_t(b) * seq + t] = x;
+      tgt[std::size_t(b) * seq + t] = tokens[std::size_t(b) * (seq + 1) + t + 1];
+    }
+  }
+  be.copy_to_device(A.tokens.get(), in.data(), in.size() * 4);
+  be.copy_to_device(A.targets.get(), tgt.data(), tgt.size() * 4);
+
+  be.embedding_forward(A.tokens.i32(), weight(layout_.embed()), A.residual[0].get(), n, d);
+  const AttentionShape shape{batch, seq, seq, H, KV, hd};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const auto& P = layout_.layer(l);
+    void* x = A.residual[2 * l].get();
+    void* mid = A.residual[2 * l + 1].get();
+    void* out = A.residual[2 * l + 2].get();
+    be.rmsnorm_forward(x, params() + P.input_norm, A.h1[l].get(), A.rstd1[l].f32(), n, d, eps);
+    be.linear_forward(A.h1[l].get(), weight(P.q), A.q[l].get(), n, d, qd, false);
+    be.linear_forward(A.h1[l].get(), weight(P.k), A.k[l].get(), n, d, kvd, false);
+    be.linear_forward(A.h1[l].get(), weight(P.v), A.v[l].get(), n, d, kvd, false);
+    be.rope(A.q[l].get(), batch, seq, H, hd, 0, theta, false);
+    be.rope(A.k[l].get(), batch, seq, KV, hd, 0, theta, false);
+    be.attention_forward(A.q[l].get(), A.k[l].get(), A.v[l].get(), A.o[l].get(), A.lse[l].f32(), shape);
+    be.copy(mid, x, std::size_t(n) * d * cb);
+    be.linear_forward(A.o[l].get(), weight(P.o), mid, n, qd, d, true);
+    be.rmsnorm_forward(mid, params() + P.post_norm, A.h2[l].get(), A.rstd2[l].f32(), n, d, eps);
+    be.linear_forward(A.h2[l].get(), weight(P.gate), A.g[l].get(), n, d, f, false);
+    be.linear_forward(A.h2[l].get(), weight(P.up), A.u[l].get(), n, d, f, false);
+    be.swiglu_forward(A.g[l].get(), A.u[l].get(), A.a[l].get(), std::size_t(n) * f);
+    be.copy(out, mid, std::size_t(n) * d * cb);
+    be.linear_forward(A.a[l].get(), weight(P.down), out, n, f, d, true);
+  }
+  const int L = c.num_hidden_layers;
+  be.rmsnorm_forward(A.residual[2 * L].get(), params() + layout_.final_norm(), A.hf.get(),
+                     A.rstd_f.f32(), n, d, eps);
+  be.linear_forward(A.hf.get(), weight(layout_.lm_head()), A.logits.get(), n, d, V, false);
+}
+
+void Llama::backward(int batch, int seq) {
+  Activations& A = *acts_;
+  Backend& be = backend_;
+  const ModelConfig& c = config_;
+  const int n = batch * seq, d = c.hidden_size, f = c.resolved_intermediate_size();
+  const int H = c.num_attention_heads, KV = c.kv_heads(), hd = c.head_dim();
+  const int qd = H * hd, kvd = KV * hd, V = c.vocab_size, L = c.num_hidden_layers;
+  const float theta = static_cast<float>(c.rope_theta);
+  float* G = grads();
+
+  // A.logits already holds d(loss)/d(logits), written by the fused cross-entropy.
+  be.linear_backward_weight(A.logits.get(), A.hf.get(), G + layout_.lm_head(), n, d, V);
+  be.linear_backward_input(A.logits.get(), weight(layout_.lm_head()), A.dh.get(), n, d, V, false);
+  be.rmsnorm_backward(A.dh.get(), A.residual[2 * L].get(), params() + layout_.final_norm(),
+                      A.rstd_f.f32(), A.dx.get(), G + layout_.final_norm(), n, d, false);
+  const AttentionShape shape{batch, seq, seq, H, KV, hd};
+  for (int l = L - 1; l >= 0; --l) {
+    const auto& P = layout_.layer(l);
+    // Feed-forward block: out = mid + swiglu(h2) W_down^T, h2 = norm(mid).
+    be.linear_backward_weight(A.dx.get(), A.a[l].get(), G + P.down, n, f, d);
+    be.linear_backward_input(A.dx.get(), weight(P.down), A.da.get(), n, f, d, false);
+    be.swiglu_backward(A.da.get(), A.g[l].get(), A.u[l].get(), A.dg.get(), A.du.get(), std::size_t(n) * f);
+    be.linear_backward_weight(A.dg.get(), A.h2[l].get(), G + P.gate, n, d, f);
+    be.linear_backward_weight(A.du.get(), A.h2[l].get(), G + P.up, n, d, f);
+    be.linear_backward_input(A.dg.get(), weight(P.gate), A.dh.get(), n, d, f, false);
+    be.linear_backward_input(A.du.get(), weight(P.up), A.dh.get(), n, d, f, true);
+    be.rmsnorm_backward(A.dh.get(), A.residual[2 * l + 1].get(), params() + P.post_norm,
+                        A.rstd2[l].f32(), A.dx.get(), G + P.post_norm, n, d, true);
+    // Attention block: mid = x + attn(norm(x)) W_o^T.
+    be.linear_backward_weight(A.dx.get(), A.o[l].get(), G + P.o, n, qd, d);
+    be.linear_backward_input(A.dx.get(), weight(P.o), A.dout.get(), n, qd, d, false);
+    be.attention_backward(A.dout.get(), A.q[l].get(), A.k[l].get(), A.v[l].get(), A.o[l].get(),
+                          A.lse[l].f32(), A.dq.get(), A.dk.get(), A.dv.get(), shape);
+    be.rope(A.dq.get(), batch, seq, H, hd, 0, theta, true);
+    be.rope(A.dk.get(), batch, seq, KV, hd, 0, theta, true);
+    be.linear_backward_weight(A.dq.get(), A.h1[l].get(), G + P.q, n, d, qd);
+    be.linear_backward_weight(A.dk.get(), A.h1[l].get(), G + P.k, n, d, kvd);
+    be.linear_backward_weight(A.dv.get(), A.h1[l].get(), G + P.v, n, d, kvd);
+    be.linear_backward_input(A.dq.get(), weight(P.q), A.dh.get(), n, d, qd, false);
+    be.linear_backward_input(A.dk.get(), weight(P.k), A.dh.get(), n, d, kvd, true);
+    be.linear_backward_input(A.dv.get(), weight(P.v), A.dh.get(), n, d, kvd, true);
+    be.rmsnorm_backward(A.dh.get(), A.residual[2 * l].get(), params() + P.input_norm,
+                        A.rstd1[l].f32(), A.dx.get(), G + P.input_norm, n, d, true);
+  }
+  be.embedding_backward(A.tokens.i32(), A.dx.get(), G + layout_.embed(), n, d);
+}
+
+LossSum Llama::forward_backward(const std::int32_t* tokens, int batch, int seq, float grad_scale) {
+  forward(tokens, batch, seq);
+  Activations& A = *acts_;
+  const int n = batch * seq;
+  backend_.cross_entropy(A.logits.get(), A.targets.i32(), A.nll.f32(), n, config_.vocab_size, grad_scale);
+  backward(batch, seq);
+  LossSum out;
+  out.nll = backend_.sum(A.nll.f32(), n);
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 1; t <= seq; ++t) out.tokens += tokens[std::size_t(b) * (seq + 1) + t] >= 0;
+  }
+  return out;
+}
+
+void Llama::token_nll(const std::int32_t* tokens, int batch, int seq, float* nll) {
+  forward(tokens, batch, seq);
+  Activations& A = *acts_;
+  const int n = batch * seq;
+  backend_.cross_entropy(A.logits.get(), A.targets.i32(), A.nll.f32(), n, config_.vocab_size, 0.0f);
+  backend_.copy_to_host(nll, A.nll.get(), std::size_t(n) * sizeof(float));
+}
+
+void Llama::reset_cache() { cache_len_ = 0; }
+
+std::vector<float> Llama::decode(const std::int32_t* tokens, int n) {
+  const ModelConfig& c = config_;
+  Backend& be = backend_;
+  const int d = c.hidden_size, f = c.resolved_intermediate_size();
+  const int H = c.num_attention_heads, KV = c.kv_heads(), hd = c.head_dim();
+  const int qd = H * hd, kvd = KV * hd, V = c.vocab_size, L = c.num_hidden_layers;
+  const int max_pos = c.max_position_embeddings;
+  const std::size_t cb = dtype_bytes(be.compute_dtype());
+  const float theta = static_cast<float>(c.rope_theta), eps = static_cast<float>(c.rms_norm_eps);
+  if (n <= 0) throw Error("decode: no tokens to feed");
+  if (cache_len_ + n > max_pos) {
+    throw Error("decode: " + std::to_string(cache_len_ + n) + " positions exceed the context of " +
+                std::to_string(max_pos));
+  }
+  for (int i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= V) throw Error("decode: token " + std::to_string(tokens[i]) + " outside the vocabulary");
+  }
+  if (!cache_) {
+    cache_ = std::make_unique<Cache>();
+    for (int l = 0; l < L; ++l) {
+      cache_->k.emplace_back(be, std::size_t(max_pos) * kvd * cb);
+      cache_->v.emplace_back(be, std::size_t(max_pos) * kvd * cb);
+    }
+  }
+  Cache& C = *cache_;
+  if (C.rows < n) {
+    auto buf = [&](std::size_t elems, std::size_t bytes) { return DeviceBuffer(be, elems * bytes); };
+    C.rows = n;
+    C.tokens = buf(n, 4);
+    C.x = buf(std::size_t(n) * d, cb);
+    C.h = buf(std::size_t(n) * d, cb);
+    C.q = buf(std::size_t(n) * qd, cb);
+    C.o = buf(std::size_t(n) * qd, cb);
+    C.g = buf(std::size_t(n) * f, cb);
+    C.u = buf(std::size_t(n) * f, cb);
+    C.a = buf(std::size_t(n) * f, cb);
+    C.rstd = buf(n, 4);
+    C.lse = buf(std::size_t(n) * H, 4);
+    C.logits = buf(V, cb);
+  }
+  const int pos0 = cache_len_;
+  be.copy_to_device(C.tokens.get(), tokens, std::size_t(n) * 4);
+  be.embedding_forward(C.tokens.i32(), weight(layout_.embed()), C.x.get(), n, d);
+  const AttentionShape shape{1, n, pos0 + n, H, KV, hd};
+  for (int l = 0; l < L; ++l) {
+    const auto& P = layout_.layer(l);
+    void* k_new = static_cast<char*>(C.k[l].get()) + std::size_t(pos0) * kvd * cb;
+    void* v_new = static_cast<char*>(C.v[l].get()) + std::size_t(pos0) * kvd * cb;
+    be.rmsnorm_forward(C.x.get(), params() + P.input_norm, C.h.get(), C.rstd.f32(), n, d, eps);
+    be.linear_forward(C.h.get(), weight(P.q), C.q.get(), n, d, qd, false);
+    be.linear_forward(C.h.get(), weight(P.k), k_new, n, d, kvd, false);
+    be.linear_forward(C.h.get(), weight(P.v), v_new, n, d, kvd, false);
+    be.rope(C.q.get(), 1, n, H, hd, pos0, theta, false);
+    be.rope(k_new, 1, n, KV, hd, pos0, theta, false);
+    be.attention_forward(C.q.get(), C.k[l].get(), C.v[l].get(), C.o.get(), C.lse.f32(), shape);
+    be.linear_forward(C.o.get(), weight(P.o), C.x.get(), n, qd, d, true);
+    be.rmsnorm_forward(C.x.get(), params() + P.post_norm, C.h.get(), C.rstd.f32(), n, d, eps);
+    be.linear_forward(C.h.get(), weight(P.gate), C.g.get(), n, d, f, false);
+    be.linear_forward(C.h.get(), weight(P.up), C.u.get(), n, d, f, false);
+    be.swiglu_forward(C.g.get(), C.u.get(), C.a.get(), std::size_t(n) * f);
+    be.linear_forward(C.a.get(), weight(P.down), C.x.get(), n, f, d, true);
+  }
+  // Only the last position's logits are needed.
+  void* last = static_cast<char*>(C.x.get()) + std::size_t(n - 1) * d * cb;
+  be.rmsnorm_forward(last, params() + layout_.final_norm(), C.h.get(), C.rstd.f32(), 1, d, eps);
+  be.linear_forward(C.h.get(), weight(layout_.lm_head()), C.logits.get(), 1, d, V, false);
+  cache_len_ += n;
+  std::vector<float> logits(V);
+  if (be.compute_dtype() == DType::f32) {
+    be.copy_to_host(logits.data(), C.logits.get(), std::size_t(V) * 4);
+  } else {
+    DeviceBuffer tmp(be, std::size_t(V) * 4);
+    be.to_float(C.logits.get(), tmp.f32(), V);
+    be.copy_to_host(logits.data(), tmp.get(), std::size_t(V) * 4);
+  }
+  return logits;
+}
+
+std::uint64_t parameter_count(const ModelConfig& config) {
+  const ParamLayout layout = ParamLayout::llama(config);
+  std::uint64_t n = 0;
+  for (const auto& p : layout.params()) n += p.numel;
+  return n;
+}
+
+double training_flops_per_token(const ModelConfig& c, int seq) {
+  const double embed = double(c.vocab_size) * c.hidden_size;
+  const double dense = double(parameter_count(c)) - (c.tie_word_embeddings ? 0.0 : embed);
+  return 6.0 * dense + 12.0 * c.num_hidden_layers * double(seq) * c.hidden_size;
+}
+
+}  // namespace btm

@@ -1,0 +1,233 @@
+#include "btm/train/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "btm/data/loader.hpp"
+#include "btm/error.hpp"
+#include "btm/log.hpp"
+#include "btm/model/llama.hpp"
+#include "btm/plan.hpp"
+#include "btm/train/checkpoint.hpp"
+#include "btm/train/optimizer.hpp"
+#include "btm/train/schedule.hpp"
+#include "btm/train/stop_signal.hpp"
+#include "btm/train/throughput.hpp"
+
+namespace btm {
+
+namespace {
+
+std::uint64_t hash_name(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+}  // namespace
+
+ModelConfig resolve_model_config(const Deck& deck, const Dataset& data) {
+  ModelConfig c = deck.model;
+  if (c.vocab_size == 0) c.vocab_size = data.vocab_size();
+  if (c.vocab_size < data.vocab_size()) {
+    throw Error("model.vocab_size = " + std::to_string(c.vocab_size) + " is smaller than the tokenizer's vocabulary (" +
+                std::to_string(data.vocab_size()) + ") in " + data.path().string() +
+                "; set model.vocab_size = 0 to use the tokenizer's");
+  }
+  c.intermediate_size = c.resolved_intermediate_size();
+  c.num_key_value_heads = c.kv_heads();
+  return c;
+}
+
+double mean_nll(Llama& model, const Dataset& data, const std::string& domain, const std::string& split,
+                std::uint64_t max_blocks, int batch, const Comm& comm) {
+  const int ctx = model.config().max_position_embeddings;
+  const auto blocks = spaced_blocks(data.num_blocks(domain, split, ctx), max_blocks);
+  std::vector<std::uint64_t> mine;
+  for (std::size_t i = comm.rank(); i < blocks.size(); i += comm.size()) mine.push_back(blocks[i]);
+  std::vector<std::int32_t> tokens(std::size_t(batch) * (ctx + 1));
+  std::vector<float> nll(std::size_t(batch) * ctx);
+  double sums[2] = {0, 0};
+  for (std::size_t i = 0; i < mine.size(); i += batch) {
+    const int nb = static_cast<int>(std::min<std::size_t>(batch, mine.size() - i));
+    for (int b = 0; b < nb; ++b) data.read_block(domain, split, mine[i + b], ctx, tokens.data() + std::size_t(b) * (ctx + 1));
+    model.token_nll(tokens.data(), nb, ctx, nll.data());
+    for (std::size_t j = 0; j < std::size_t(nb) * ctx; ++j) sums[0] += nll[j];
+    sums[1] += double(nb) * ctx;
+  }
+  comm.allreduce_sum(sums, 2);
+  return sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
+}
+
+TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend, const Comm& comm,
+                         const TrainJob& job, const std::function<StartPoint()>& start,
+                         const TrainControl& control) {
+  const TrainConfig& tc = job.train;
+  const ModelConfig config = resolve_model_config(deck, data);
+  const int ctx = config.max_position_embeddings;
+  const std::int64_t total_steps = static_cast<std::int64_t>(phase_steps(job.tokens, tc, ctx));
+  const std::string tag = "phase=" + job.phase + " model=" + job.name;
+  auto log = [&](const std::string& line) {
+    if (comm.is_root()) log_line(tag + " " + line);
+  };
+  data.require(job.domains, "train");
+  data.require(job.valid_domains, "valid");
+
+  Llama model(config, backend);
+  AdamW optimizer(model.layout(), backend, tc);
+  TrainState state;
+  ModelMeta meta{job.name, job.phase, "", job.domain, to_toml(deck)};
+  TokenizerBlob tokenizer{data.tokenizer_model(), data.vocab_size(), data.bos_id(), data.eos_id()};
+
+  if (std::filesystem::exists(job.file)) {
+    if (model_is_complete(job.file)) {
+      const TrainState done = read_train_state(job.file);
+      log("status=skipped reason=complete steps=" + std::to_string(done.step) + " file=" + job.file.string());
+      if (done.total_steps != total_steps) {
+        log("warning: the deck now plans " + std::to_string(total_steps) + " steps; delete " + job.file.string() +
+            " to train again");
+      }
+      return TrainOutcome::already_complete;
+    }
+    Checkpoint ck = load_checkpoint(job.file);
+    if (ck.model.config.architecture_hash() != config.architecture_hash()) {
+      throw Error(job.file.string() + " is a checkpoint of a different architecture than the deck's [model] (" +
+                  ck.model.config.architecture_hash() + " vs " + config.architecture_hash() +
+                  "); delete it or restore the deck's model settings");
+    }
+    if (ck.state.cursor_domains != job.domains) {
+      throw Error(job.file.string() + " was trained on other domains than the deck now lists; delete it to start over");
+    }
+    model.set_params(ck.model.params);
+    if (!ck.m.empty()) optimizer.set_moments(ck.m, ck.v);
+    state = ck.state;
+    meta.parent = ck.model.meta.parent;
+    log("status=resumed step=" + std::to_string(state.step) + " file=" + job.file.string());
+  } else {
+    StartPoint sp = start();
+    if (sp.params.empty()) {
+      model.init_weights(mix64(deck.run.seed ^ hash_name(job.name)));
+    } else {
+      model.set_params(sp.params);
+    }
+    if (!sp.m.empty()) optimizer.set_moments(sp.m, sp.v);
+    meta.parent = sp.parent;
+    state.data_seed = mix64(deck.run.seed ^ hash_name("data:" + job.name));
+    state.cursor_domains = job.domains;
+  }
+  state.total_steps = total_steps;
+
+  BatchLoader loader(data, job.domains, "train", ctx, job.mixing, state.data_seed, comm.rank(), comm.size());
+  if (state.step > 0) loader.restore(state.cursor);
+  auto reducer = backend.make_allreducer(comm);
+  const LrSchedule schedule{tc.lr, tc.min_lr_ratio, std::lround(tc.warmup_fraction * total_steps), total_steps};
+  const double flops_per_token = training_flops_per_token(config, ctx);
+  const double peak = measured_peak_flops(backend);
+  const std::uint64_t tokens_per_step = std::uint64_t(tc.global_batch) * ctx;
+  const float grad_scale = 1.0f / static_cast<float>(tokens_per_step);
+  StopSignals signals;
+
+  std::int64_t last_saved = state.step;
+  auto save = [&](bool complete) {
+    // Identical on every rank: a diverged model is never written over a good checkpoint.
+    if (!std::isfinite(backend.sum_squares(model.params(), model.layout().total()))) {
+      throw Error(tag + ": the parameters are not finite after step " + std::to_string(state.step) +
+                  "; the last good checkpoint (step " + std::to_string(last_saved) + ") in " + job.file.string() +
+                  " is intact. Lower train.lr");
+    }
+    last_saved = state.step;
+    state.complete = complete;
+    state.cursor = loader.cursor();
+    if (!comm.is_root()) return;
+    Checkpoint ck;
+    ck.model = ModelFile{config, meta, tokenizer, model.get_params()};
+    ck.m = optimizer.get_m();
+    ck.v = optimizer.get_v();
+    ck.state = state;
+    save_checkpoint(job.file, ck);
+  };
+  auto validate = [&] {
+    state.metrics.valid_step.push_back(state.step);
+    std::string line = "step=" + std::to_string(state.step);
+    for (const auto& domain : job.valid_domains) {
+      const double v = mean_nll(model, data, domain, "valid", std::uint64_t(tc.eval_batches) * tc.micro_batch,
+                                tc.micro_batch, comm);
+      state.metrics.valid[domain].push_back(v);
+      line += " valid/" + domain + "=" + fmt("%.4f", v);
+    }
+    log(line);
+  };
+
+  log("status=start steps=" + std::to_string(total_steps) + " tokens_per_step=" + std::to_string(tokens_per_step) +
+      " ranks=" + std::to_string(comm.size()) + " params=" + std::to_string(parameter_count(config)));
+  std::vector<std::int32_t> tokens;
+  double avg_step_s = 0;
+  using clock = std::chrono::steady_clock;
+  while (state.step < total_steps) {
+    const auto t0 = clock::now();
+    model.zero_grads();
+    const int local = loader.next(tc.global_batch, tokens);
+    double sums[2] = {0, StopSignals::requested() ? 1.0 : 0.0};
+    for (int i = 0; i < local; i += tc.micro_batch) {
+      const int nb = std::min(tc.micro_batch, local - i);
+      sums[0] += model.forward_backward(tokens.data() + std::size_t(i) * (ctx + 1), nb, ctx, grad_scale).nll;
+    }
+    if (comm.size() > 1) reducer->sum(model.grads(), model.layout().total());
+    comm.allreduce_sum(sums, 2);
+    const std::int64_t step = state.step + 1;
+    const double loss = sums[0] / double(tokens_per_step);
+    if (!std::isfinite(loss)) {
+      throw Error(tag + ": the loss is not finite at step " + std::to_string(step) + "; the last good checkpoint (step " +
+                  std::to_string(state.step) + ") in " + job.file.string() + " is intact. Lower train.lr or check the data");
+    }
+    const double grad_norm = optimizer.clip(model.grads());
+    if (!std::isfinite(grad_norm)) {
+      throw Error(tag + ": the gradient norm is not finite at step " + std::to_string(step) +
+                  "; the last good checkpoint in " + job.file.string() + " is intact");
+    }
+    const double lr = schedule.at(step);
+    optimizer.step(model.params(), model.grads(), lr, step);
+    model.refresh_compute_params();
+    backend.synchronize();
+    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    avg_step_s = avg_step_s == 0 ? dt : 0.9 * avg_step_s + 0.1 * dt;
+
+    state.step = step;
+    state.tokens += tokens_per_step;
+    const double tok_s = tokens_per_step / dt;
+    TrainMetrics& m = state.metrics;
+    m.step.push_back(step);
+    m.loss.push_back(loss);
+    m.lr.push_back(lr);
+    m.grad_norm.push_back(grad_norm);
+    m.tokens_per_s.push_back(tok_s);
+
+    const bool last = step == total_steps;
+    if ((tc.log_every > 0 && step % tc.log_every == 0) || last || step == 1) {
+      log("step=" + std::to_string(step) + "/" + std::to_string(total_steps) + " loss=" + fmt("%.4f", loss) +
+          " lr=" + fmt("%.3e", lr) + " grad_norm=" + fmt("%.3f", grad_norm) + " tok/s=" + fmt("%.0f", tok_s) +
+          " mfu=" + fmt("%.3f", tok_s * flops_per_token / (peak * comm.size())) +
+          " tokens=" + std::to_string(state.tokens) +
+          " eta=" + format_seconds(avg_step_s * double(total_steps - step)));
+    }
+    if (last || (tc.eval_every > 0 && step % tc.eval_every == 0)) validate();
+    const bool stop = sums[1] > 0 || step == control.stop_after_step;
+    if (last || stop || (tc.checkpoint_every > 0 && step % tc.checkpoint_every == 0)) save(last);
+    if (stop && !last) {
+      log("status=interrupted step=" + std::to_string(step) + " file=" + job.file.string() + " (re-run to resume)");
+      return TrainOutcome::interrupted;
+    }
+  }
+  log("status=done steps=" + std::to_string(total_steps) + " tokens=" + std::to_string(state.tokens) +
+      " file=" + job.file.string());
+  return TrainOutcome::completed;
+}
+
+}  // namespace btm

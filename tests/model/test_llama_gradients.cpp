@@ -1,0 +1,152 @@
+// The whole model's backward pass against finite differences of its forward pass.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "btm/model/llama.hpp"
+#include "tiny_model.hpp"
+
+namespace {
+
+using btm::Llama;
+
+double loss_of(Llama& model, const std::vector<std::int32_t>& tokens, int batch, int seq) {
+  std::vector<float> nll(std::size_t(batch) * seq);
+  model.token_nll(tokens.data(), batch, seq, nll.data());
+  double s = 0;
+  for (float x : nll) s += x;
+  return s;
+}
+
+// Central differences along random directions, per tensor: d/de L(p + e u) = g . u.
+void check_gradients(const btm::ModelConfig& config, const std::vector<std::int32_t>& tokens, int batch, int seq) {
+  auto backend = btm::make_backend("cpu");
+  Llama model(config, *backend);
+  model.init_weights(7);
+  // Larger weights than the default init make every path contribute visibly.
+  auto p0 = model.get_params();
+  for (auto& x : p0) x *= 4.0f;
+  for (const auto& p : model.layout().params()) {
+    if (!p.is_matrix()) {
+      for (std::size_t i = 0; i < p.numel; ++i) p0[p.offset + i] = 1.0f + 0.1f * std::sin(float(i));
+    }
+  }
+  model.set_params(p0);
+  model.zero_grads();
+  model.forward_backward(tokens.data(), batch, seq, 1.0f);
+  std::vector<float> grads(model.layout().total());
+  backend->copy_to_host(grads.data(), model.grads(), grads.size() * sizeof(float));
+
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> normal;
+  for (const auto& p : model.layout().params()) {
+    std::vector<double> u(p.numel);
+    double gu = 0;
+    for (std::size_t i = 0; i < p.numel; ++i) {
+      u[i] = normal(rng);
+      gu += grads[p.offset + i] * u[i];
+    }
+    const double eps = 1e-2 / std::sqrt(double(p.numel));
+    auto shifted = [&](double sign) {
+      auto q = p0;
+      for (std::size_t i = 0; i < p.numel; ++i) q[p.offset + i] += static_cast<float>(sign * eps * u[i]);
+      model.set_params(q);
+      return loss_of(model, tokens, batch, seq);
+    };
+    const double fd = (shifted(+1) - shifted(-1)) / (2 * eps);
+    EXPECT_NEAR(gu, fd, 2e-2 * std::max(1.0, std::abs(fd))) << p.name;
+  }
+}
+
+}  // namespace
+
+TEST(LlamaGradients, MatchFiniteDifferencesWithGroupedKvHeads) {
+  auto c = btm::test::tiny_config(2);
+  check_gradients(c, btm::test::random_tokens(2, 6, c.vocab_size, 1), 2, 6);
+}
+
+TEST(LlamaGradients, MatchFiniteDifferencesWithTiedEmbeddings) {
+  auto c = btm::test::tiny_config(4, true);
+  check_gradients(c, btm::test::random_tokens(3, 5, c.vocab_size, 2), 3, 5);
+}
+
+TEST(LlamaGradients, IgnoredTargetsContributeNothing) {
+  auto c = btm::test::tiny_config();
+  auto backend = btm::make_backend("cpu");
+  Llama model(c, *backend);
+  model.init_weights(3);
+  auto tokens = btm::test::random_tokens(1, 6, c.vocab_size, 5);
+  auto masked = tokens;
+  masked[6] = -1;  // the last target
+  std::vector<float> nll(6), nll_masked(6);
+  model.token_nll(tokens.data(), 1, 6, nll.data());
+  model.token_nll(masked.data(), 1, 6, nll_masked.data());
+  EXPECT_EQ(nll_masked[5], 0.0f);
+  for (int t = 0; t < 5; ++t) EXPECT_EQ(nll[t], nll_masked[t]);  // causal: earlier positions unchanged
+  auto r = model.forward_backward(masked.data(), 1, 6, 1.0f);
+  EXPECT_EQ(r.tokens, 5u);
+}
+
+TEST(LlamaGradients, PositionsDependOnlyOnThePrefix) {
+  auto c = btm::test::tiny_config();
+  auto backend = btm::make_backend("cpu");
+  Llama model(c, *backend);
+  model.init_weights(3);
+  auto a = btm::test::random_tokens(1, 6, c.vocab_size, 8);
+  auto b = a;
+  b[5] = (b[5] + 1) % c.vocab_size;  // change input position 5 only
+  std::vector<float> na(6), nb(6);
+  model.token_nll(a.data(), 1, 6, na.data());
+  model.token_nll(b.data(), 1, 6, nb.data());
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(na[t], nb[t]) << t;
+  EXPECT_NE(na[5], nb[5]);
+}
+
+TEST(LlamaDecode, KvCacheReproducesTheFullForwardPass) {
+  auto c = btm::test::tiny_config(2);
+  auto backend = btm::make_backend("cpu");
+  Llama model(c, *backend);
+  model.init_weights(4);
+  auto tokens = btm::test::random_tokens(1, 7, c.vocab_size, 9);
+  // Full pass: NLL of every target.
+  std::vector<float> nll(7);
+  model.token_nll(tokens.data(), 1, 7, nll.data());
+  // Incremental: prefill 3 tokens, then one at a time; NLL from the returned logits.
+  model.reset_cache();
+  auto nll_from = [&](const std::vector<float>& logits, int target) {
+    double mx = -1e30, s = 0;
+    for (float x : logits) mx = std::max<double>(mx, x);
+    for (float x : logits) s += std::exp(x - mx);
+    return mx + std::log(s) - logits[target];
+  };
+  auto logits = model.decode(tokens.data(), 3);
+  EXPECT_NEAR(nll_from(logits, tokens[3]), nll[2], 1e-4);
+  for (int t = 3; t < 7; ++t) {
+    logits = model.decode(tokens.data() + t, 1);
+    EXPECT_NEAR(nll_from(logits, tokens[t + 1]), nll[t], 1e-4) << t;
+  }
+  EXPECT_EQ(model.cache_length(), 7);
+  EXPECT_THROW(model.decode(tokens.data(), 2), btm::Error);  // past the context of 8
+}
+
+TEST(LlamaInit, IsDeterministicAndScalesResidualProjections) {
+  auto c = btm::test::tiny_config();
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 8;
+  auto backend = btm::make_backend("cpu");
+  Llama a(c, *backend), b(c, *backend);
+  a.init_weights(5);
+  b.init_weights(5);
+  EXPECT_EQ(a.get_params(), b.get_params());
+  auto p = a.get_params();
+  auto stddev = [&](const std::string& name) {
+    const auto& info = a.layout().at(name);
+    double s = 0;
+    for (std::size_t i = 0; i < info.numel; ++i) s += double(p[info.offset + i]) * p[info.offset + i];
+    return std::sqrt(s / info.numel);
+  };
+  EXPECT_NEAR(stddev("model.layers.0.mlp.up_proj.weight"), 0.02, 0.002);
+  EXPECT_NEAR(stddev("model.layers.0.mlp.down_proj.weight"), 0.02 / 4.0, 0.0005);  // 1/sqrt(2*8)
+  EXPECT_EQ(p[a.layout().at("model.norm.weight").offset], 1.0f);
+}

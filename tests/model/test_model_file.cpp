@@ -1,0 +1,65 @@
+#include <gtest/gtest.h>
+
+#include "btm/error.hpp"
+#include "btm/h5.hpp"
+#include "btm/model/model_file.hpp"
+#include "support/test_paths.hpp"
+#include "tiny_model.hpp"
+
+namespace {
+
+btm::ModelFile make_model() {
+  btm::ModelFile m;
+  m.config = btm::test::tiny_config();
+  m.meta = {"expert-a", "experts", "seed", "scripture", "[run]\nname = \"t\"\n"};
+  m.tokenizer = {"not-really-a-model", 37, 1, 2};
+  auto layout = btm::ParamLayout::llama(m.config);
+  m.params.resize(layout.total());
+  for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] = 0.001f * float(i % 997);
+  return m;
+}
+
+}  // namespace
+
+TEST(ModelFile, RoundTripsConfigParamsMetaAndTokenizer) {
+  auto dir = btm::test::fresh_dir("model_file");
+  auto m = make_model();
+  btm::save_model(dir / "m.h5", m);
+  auto back = btm::load_model(dir / "m.h5");
+  EXPECT_EQ(back.config.architecture_hash(), m.config.architecture_hash());
+  EXPECT_EQ(back.params, m.params);
+  EXPECT_EQ(back.meta.domain, "scripture");
+  EXPECT_EQ(back.meta.parent, "seed");
+  EXPECT_EQ(back.tokenizer.model, m.tokenizer.model);
+  EXPECT_EQ(back.tokenizer.eos_id, 2);
+  // Hugging Face names and [out, in] shapes, as h5py users will see them.
+  btm::h5::File f(dir / "m.h5", btm::h5::File::Mode::read);
+  EXPECT_EQ(f.shape("/params/model.layers.1.self_attn.k_proj.weight"), (std::vector<hsize_t>{8, 16}));
+  EXPECT_EQ(f.shape("/params/model.layers.0.mlp.down_proj.weight"), (std::vector<hsize_t>{16, 24}));
+  EXPECT_EQ(f.attr<std::int64_t>("/config", "num_key_value_heads"), 2);
+}
+
+TEST(ModelFile, WrongTensorShapeIsReportedWithItsName) {
+  auto dir = btm::test::fresh_dir("model_file_bad");
+  auto m = make_model();
+  btm::save_model(dir / "m.h5", m);
+  {
+    btm::h5::File f(dir / "m.h5", btm::h5::File::Mode::read_write);
+    f.write<float>("/params/model.norm.weight", std::vector<float>(15, 1.0f));
+  }
+  try {
+    btm::load_model(dir / "m.h5");
+    FAIL() << "expected an error";
+  } catch (const btm::Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("model.norm.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("expected shape [16]"), std::string::npos) << msg;
+  }
+}
+
+TEST(ModelFile, NotAModelFileIsRejected) {
+  auto dir = btm::test::fresh_dir("model_file_none");
+  { btm::h5::File f(dir / "x.h5", btm::h5::File::Mode::create); }
+  EXPECT_THROW(btm::load_model(dir / "x.h5"), btm::Error);
+  EXPECT_THROW(btm::load_model(dir / "missing.h5"), btm::Error);
+}
