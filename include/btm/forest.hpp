@@ -5,6 +5,7 @@
 // (uint64). Every expert of a forest shares one architecture.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ class Forest {
   // An empty forest when `path` does not exist yet.
   static Forest load(const std::filesystem::path& path);
   void save(const std::filesystem::path& path) const;  // atomic
+  // Load, modify, save under an exclusive lock on "<path>.lock": separate jobs (one Slurm
+  // array task per expert) can register their experts at the same time without losing any.
+  static Forest update(const std::filesystem::path& path, const std::function<void(Forest&)>& change);
 
   const std::vector<ForestEntry>& experts() const { return experts_; }
   const ForestEntry* find(const std::string& name) const;

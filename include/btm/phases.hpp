@@ -20,6 +20,14 @@ PhaseStatus run_baseline(const Deck& deck, const Comm& world);
 void run_average(const Deck& deck, const Comm& world);
 void run_eval(const Deck& deck, const Comm& world);
 
+// Domains resolved against data.h5: data.train_domains, or every domain of the data file
+// that is not held out; experts: experts.domains, or the train domains; eval: train then
+// held-out domains.
+class Dataset;
+std::vector<std::string> train_domains_of(const Deck& deck, const Dataset& data);
+std::vector<std::string> expert_names_of(const Deck& deck, const Dataset& data);
+std::vector<std::string> eval_domains_of(const Deck& deck, const Dataset& data);
+
 // Runs `phases` (names from kAllPhases) in pipeline order; stops after an interrupted one.
 // Returns false when a phase was interrupted.
 bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world);

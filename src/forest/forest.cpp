@@ -1,6 +1,12 @@
 #include "btm/forest.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "btm/error.hpp"
 #include "btm/h5.hpp"
@@ -51,6 +57,28 @@ void Forest::save(const std::filesystem::path& path) const {
   f.set_attr<std::int64_t>("/experts", "count", static_cast<std::int64_t>(experts_.size()));
   f.set_attr("/", "version", std::string(BTM_VERSION));
   w.commit();
+}
+
+Forest Forest::update(const std::filesystem::path& path, const std::function<void(Forest&)>& change) {
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  const std::string lock_path = path.string() + ".lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT, 0644);
+  if (fd < 0) throw Error("cannot open the lock file " + lock_path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    throw Error("cannot lock " + lock_path + ": " + why);
+  }
+  try {
+    Forest forest = load(path);
+    change(forest);
+    forest.save(path);
+    ::close(fd);  // releases the lock
+    return forest;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
 }
 
 const ForestEntry* Forest::find(const std::string& name) const {

@@ -12,7 +12,7 @@ PhaseStatus run_seed(const Deck& deck, const Comm& world) {
   job.phase = "seed";
   job.name = "seed";
   job.file = deck.seed_file();
-  job.domains = deck.data.train_domains.empty() ? data.domains() : deck.data.train_domains;
+  job.domains = train_domains_of(deck, data);
   job.mixing = deck.seed.mixing;
   job.valid_domains = job.domains;
   job.tokens = deck.seed.tokens;

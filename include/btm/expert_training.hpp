@@ -1,0 +1,28 @@
+#pragma once
+// Expert training inside one expert group (DESIGN, Process layout). Everything here uses
+// only the group communicator it is given: groups never talk to each other while they
+// train, which tests/phases proves by counting MPI calls.
+#include <string>
+#include <vector>
+
+#include "btm/comm.hpp"
+#include "btm/config.hpp"
+#include "btm/data/dataset.hpp"
+#include "btm/forest.hpp"
+#include "btm/ops/backend.hpp"
+#include "btm/phases.hpp"
+#include "btm/train/trainer.hpp"
+
+namespace btm {
+
+// Trains `experts` (names = domains) one after another on `group`. Finished experts are
+// skipped, interrupted ones resume. `forest` is the manifest as it was when the phase
+// started (for posterior_average and named-expert branching).
+PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& backend, const Comm& group,
+                                const std::vector<std::string>& experts, const Forest& forest,
+                                const TrainControl& control = {});
+
+// The manifest row of a finished expert file (name, domain, parent, tokens, architecture).
+ForestEntry forest_entry_of(const std::filesystem::path& model_file, const std::filesystem::path& forest_file);
+
+}  // namespace btm

@@ -1,0 +1,152 @@
+// The experts phase: split the world into expert groups; each group branches and trains
+// its experts on their own domains, data parallel inside the group, independently of the
+// other groups; finished experts are then registered in forest.h5.
+#include <sstream>
+
+#include "btm/error.hpp"
+#include "btm/eval/domain_posterior.hpp"
+#include "btm/expert_training.hpp"
+#include "btm/group_layout.hpp"
+#include "btm/log.hpp"
+#include "btm/model/param_layout.hpp"
+#include "btm/train/checkpoint.hpp"
+
+namespace btm {
+
+namespace {
+
+// Parameters (and optionally moments) an expert starts from, per experts.init.
+StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend, const Comm& group,
+                        const std::string& expert, const Forest& forest) {
+  const std::string& init = deck.experts.init;
+  StartPoint sp;
+  if (init == "seed") {
+    if (!model_is_complete(deck.seed_file())) {
+      throw Error("experts.init = \"seed\" needs a finished seed model at " + deck.seed_file().string() +
+                  "; run the seed phase first");
+    }
+    Checkpoint seed = load_checkpoint(deck.seed_file());
+    sp.params = std::move(seed.model.params);
+    if (!deck.experts.reset_optimizer) {
+      sp.m = std::move(seed.m);
+      sp.v = std::move(seed.v);
+    }
+    sp.parent = "seed";
+    return sp;
+  }
+  if (init == "posterior_average") {
+    std::vector<std::filesystem::path> files;
+    std::vector<std::string> names;
+    for (const auto& e : forest.experts()) {
+      if (e.name == expert) continue;
+      files.push_back(forest.resolve(e));
+      names.push_back(e.name);
+    }
+    if (files.empty()) {
+      throw Error("experts.init = \"posterior_average\" needs experts already in the forest (" +
+                  deck.forest_file().string() + "); train a first set with experts.init = \"seed\"");
+    }
+    const std::vector<double> w = domain_posterior(deck, data, backend, files, expert, group);
+    std::ostringstream parent;
+    parent << "posterior_average(";
+    for (std::size_t j = 0; j < files.size(); ++j) {
+      ModelFile m = load_model(files[j]);
+      if (sp.params.empty()) sp.params.assign(m.params.size(), 0.0f);
+      if (m.params.size() != sp.params.size()) throw Error(files[j].string() + ": architecture differs from the other experts");
+      for (std::size_t i = 0; i < m.params.size(); ++i) sp.params[i] += static_cast<float>(w[j]) * m.params[i];
+      parent << (j ? "," : "") << names[j] << ":" << w[j];
+    }
+    parent << ")";
+    sp.parent = parent.str();
+    return sp;
+  }
+  // A named expert of the forest.
+  const ForestEntry* e = forest.find(init);
+  if (!e) {
+    throw Error("experts.init = \"" + init + "\" is neither \"seed\", \"posterior_average\" nor an expert of " +
+                deck.forest_file().string());
+  }
+  sp.params = load_model(forest.resolve(*e)).params;
+  sp.parent = init;
+  return sp;
+}
+
+}  // namespace
+
+PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& backend, const Comm& group,
+                                const std::vector<std::string>& experts, const Forest& forest,
+                                const TrainControl& control) {
+  for (const auto& name : experts) {
+    TrainJob job;
+    job.phase = "experts";
+    job.name = name;
+    job.domain = name;
+    job.file = deck.expert_file(name);
+    job.domains = {name};
+    job.valid_domains = {name};
+    job.tokens = deck.experts.tokens;
+    job.train = deck.experts.train;
+    auto start = [&] { return branch_point(deck, data, backend, group, name, forest); };
+    if (train_model(deck, data, backend, group, job, start, control) == TrainOutcome::interrupted) {
+      return PhaseStatus::interrupted;
+    }
+  }
+  return PhaseStatus::done;
+}
+
+ForestEntry forest_entry_of(const std::filesystem::path& model_file, const std::filesystem::path& forest_file) {
+  h5::File f = h5::open_for_read(model_file, "an expert model file");
+  ForestEntry e;
+  const ModelMeta meta = read_meta(f);
+  e.name = meta.name.empty() ? model_file.stem().string() : meta.name;
+  e.domain = meta.domain;
+  e.parent = meta.parent;
+  e.architecture = read_model_config(f).architecture_hash();
+  e.tokens = f.exists("/train") ? f.attr<std::uint64_t>("/train", "tokens") : 0;
+  // Stored relative to the forest's folder when inside it, so a run folder can be moved.
+  const auto folder = std::filesystem::absolute(forest_file).parent_path();
+  const auto abs = std::filesystem::absolute(model_file);
+  const auto rel = abs.lexically_relative(folder);
+  e.file = (!rel.empty() && rel.native().rfind("..", 0) != 0) ? rel.string() : abs.string();
+  return e;
+}
+
+PhaseStatus run_experts(const Deck& deck, const Comm& world) {
+  const Dataset data(deck.data_file());
+  const std::vector<std::string> experts = expert_names_of(deck, data);
+  if (experts.empty()) throw Error("no experts to train: set data.train_domains or experts.domains");
+  const GroupLayout layout = GroupLayout::make(world.size(), static_cast<int>(experts.size()));
+  const int g = layout.group_of_rank(world.rank());
+  const Forest forest = Forest::load(deck.forest_file());
+  std::vector<std::string> mine;
+  for (int e : layout.experts_of_group(g)) mine.push_back(experts[e]);
+  if (world.is_root()) {
+    for (int gi = 0; gi < layout.num_groups; ++gi) {
+      std::string names;
+      for (int e : layout.experts_of_group(gi)) names += (names.empty() ? "" : ",") + experts[e];
+      log_line("phase=experts group=" + std::to_string(gi) + " ranks=" + std::to_string(layout.first_rank(gi)) + "-" +
+               std::to_string(layout.first_rank(gi) + layout.group_size(gi) - 1) + " experts=" + names);
+    }
+  }
+  OwnedComm group(world, g, world.rank());
+  auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
+  const PhaseStatus status = train_group_experts(deck, data, *backend, group.view(), mine, forest);
+
+  // Groups meet again only here, after all their training.
+  const bool interrupted = world.any(status == PhaseStatus::interrupted);
+  if (world.is_root()) {
+    std::size_t added = 0;
+    const Forest updated = Forest::update(deck.forest_file(), [&](Forest& f) {
+      for (const auto& name : experts) {
+        if (!model_is_complete(deck.expert_file(name))) continue;
+        f.add(forest_entry_of(deck.expert_file(name), deck.forest_file()));
+        ++added;
+      }
+    });
+    log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(updated.experts().size()) +
+             " finished_now=" + std::to_string(added));
+  }
+  return interrupted ? PhaseStatus::interrupted : PhaseStatus::done;
+}
+
+}  // namespace btm
