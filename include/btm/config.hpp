@@ -1,6 +1,7 @@
 #pragma once
 // The input deck as typed structs. Every default lives here, in the member initialisers;
-// src/config/deck.cpp reads TOML into these, and inputs/README.md documents each key.
+// src/config/schema.cpp describes each TOML key (type, allowed values) and binds it to its
+// member, deck_reader.cpp reads TOML into these, and inputs/README.md documents each key.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -23,12 +24,14 @@ struct RunConfig {
   std::string backend = "cpu";  // cpu | cuda
   std::vector<std::string> phases = kAllPhases;
   int blas_threads = 1;  // BLAS threads per rank (cpu backend)
+
+  bool operator==(const RunConfig&) const = default;
 };
 
 struct DataConfig {
   std::filesystem::path corpus;  // JSONL file, text tree, or <domain>/<split>.jsonl.gz folder
   std::string format = "auto";   // auto | jsonl | text_tree | split_jsonl
-  std::vector<std::string> train_domains;    // empty: every domain in the corpus
+  std::vector<std::string> train_domains;    // empty: every corpus domain not held out
   std::vector<std::string> heldout_domains;  // evaluated only, never trained on
   std::filesystem::path tokenizer;  // existing SentencePiece .model; empty: train one
   int vocab_size = 8192;
@@ -36,6 +39,8 @@ struct DataConfig {
   double valid_fraction = 0.05;      // hash split, used when the corpus gives no splits
   double test_fraction = 0.05;
   double max_mb_per_domain = 0.0;    // 0: no cap; else keep the first N MB of each domain split
+
+  bool operator==(const DataConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -53,6 +58,8 @@ struct TrainConfig {
   int eval_every = 100;    // validation loss per domain; 0: only at the end
   int eval_batches = 4;    // micro batches per domain per validation
   int checkpoint_every = 200;  // 0: only at the end
+
+  bool operator==(const TrainConfig&) const = default;
 };
 
 // Training phases take a [train] key to override the deck's [train] for themselves only.
@@ -60,6 +67,8 @@ struct SeedConfig {
   std::uint64_t tokens = 1'000'000;
   std::string mixing = "balanced";  // balanced | proportional
   TrainConfig train;
+
+  bool operator==(const SeedConfig&) const = default;
 };
 
 struct ExpertsConfig {
@@ -69,6 +78,8 @@ struct ExpertsConfig {
   bool reset_optimizer = true;       // false: keep the seed's AdamW moments
   int posterior_sequences = 32;      // valid blocks used by init = "posterior_average"
   TrainConfig train;
+
+  bool operator==(const ExpertsConfig&) const = default;
 };
 
 struct BaselineConfig {
@@ -76,11 +87,15 @@ struct BaselineConfig {
   std::uint64_t tokens = 0;  // 0: experts.tokens * number of experts (compute-matched)
   std::string mixing = "balanced";
   TrainConfig train;
+
+  bool operator==(const BaselineConfig&) const = default;
 };
 
 struct WeightedAverage {
   std::string name;
   std::map<std::string, double> weights;  // expert name -> weight (normalised to sum 1)
+
+  bool operator==(const WeightedAverage&) const = default;
 };
 
 struct AverageConfig {
@@ -88,6 +103,8 @@ struct AverageConfig {
   bool posterior = true;     // one average per eval domain, weights = cached posterior
   int posterior_sequences = 32;
   std::vector<WeightedAverage> weighted;
+
+  bool operator==(const AverageConfig&) const = default;
 };
 
 struct EnsembleConfig {
@@ -95,6 +112,8 @@ struct EnsembleConfig {
   std::string prior = "cached";     // uniform | cached
   std::string posterior = "exact";  // exact | previous_token
   int top_k = 0;                    // 0: all experts
+
+  bool operator==(const EnsembleConfig&) const = default;
 };
 
 struct EvalConfig {
@@ -104,6 +123,8 @@ struct EvalConfig {
   double prior_alpha = 0.3;    // EMA rate of the cached prior
   int batch = 8;               // sequences per forward pass
   std::vector<EnsembleConfig> ensembles = {{"ensemble", "cached", "exact", 0}};
+
+  bool operator==(const EvalConfig&) const = default;
 };
 
 struct Deck {
@@ -131,7 +152,8 @@ struct Deck {
   std::filesystem::path forest_file() const { return run.out_dir / "forest.h5"; }
   std::filesystem::path eval_file() const { return run.out_dir / "eval.h5"; }
 
-  // Experts in training order: experts.domains, else data.train_domains.
+  // Experts in training order: experts.domains, else data.train_domains. Empty when both are
+  // (one expert per corpus domain, known only once the corpus is read).
   std::vector<std::string> expert_domains() const;
 };
 

@@ -1,0 +1,310 @@
+// `btm check`: the deck as it will run on P ranks — phases, data, model size, token budgets
+// and steps, expert groups, and what eval will compute. Plain aligned text for a terminal.
+#include "btm/plan.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "btm/error.hpp"
+
+namespace btm {
+
+namespace {
+
+bool has(const std::vector<std::string>& list, const std::string& s) {
+  return std::find(list.begin(), list.end(), s) != list.end();
+}
+
+// 1234567 -> "1,234,567".
+std::string commas(std::uint64_t v) {
+  std::string digits = std::to_string(v), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string percent(double fraction) { return number(fraction * 100) + "%"; }
+
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// "8" when the ranks share the batch evenly, else "8-9".
+std::string share(int total, int ranks) {
+  int lo = total / ranks, hi = lo + (total % ranks ? 1 : 0);
+  return lo == hi ? std::to_string(lo) : std::to_string(lo) + "-" + std::to_string(hi);
+}
+
+// Columns padded to their widest cell; `align` has one 'l' or 'r' per column.
+class TextTable {
+ public:
+  TextTable(std::vector<std::string> header, std::string align) : align_(std::move(align)) {
+    rows_.push_back(std::move(header));
+  }
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void print(std::ostream& out, const std::string& indent = "  ") const {
+    std::vector<std::size_t> width(align_.size(), 0);
+    for (const auto& row : rows_) {
+      for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    }
+    for (const auto& row : rows_) {
+      std::string line = indent;
+      for (std::size_t c = 0; c < row.size(); ++c) {
+        std::string pad(width[c] - row[c].size(), ' ');
+        bool last = c + 1 == row.size();
+        line += align_[c] == 'r' ? pad + row[c] : row[c] + (last ? "" : pad);
+        if (!last) line += "  ";
+      }
+      out << line << "\n";
+    }
+  }
+
+ private:
+  std::string align_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+void key_value(std::ostream& out, const std::string& key, const std::string& value) {
+  std::string pad(key.size() < 22 ? 22 - key.size() : 1, ' ');
+  out << "  " << key << pad << value << "\n";
+}
+
+void print_data(const Deck& deck, std::ostream& out) {
+  const DataConfig& d = deck.data;
+  out << "\nData\n";
+  std::string corpus = d.corpus.empty() ? "(none)" : d.corpus.string() + " (format " + d.format + ")";
+  // Paths are relative to the working directory: say so now rather than after the queue wait.
+  if (!d.corpus.empty() && !std::filesystem::exists(d.corpus)) corpus += " -- not found from this directory";
+  key_value(out, "corpus", corpus);
+  key_value(out, "train domains",
+            d.train_domains.empty() ? "every domain of the corpus"
+                                    : std::to_string(d.train_domains.size()) + ": " + join(d.train_domains));
+  key_value(out, "held-out domains",
+            d.heldout_domains.empty() ? "none"
+                                      : std::to_string(d.heldout_domains.size()) + ": " + join(d.heldout_domains));
+  key_value(out, "tokenizer", d.tokenizer.empty() ? "SentencePiece trained on " + number(d.tokenizer_sample_mb) +
+                                                        " MB of text, vocab " + std::to_string(d.vocab_size)
+                                                  : d.tokenizer.string());
+  key_value(out, "splits", "valid " + percent(d.valid_fraction) + ", test " + percent(d.test_fraction) +
+                               " by document hash (when the corpus has no splits)");
+  key_value(out, "cap per domain split", d.max_mb_per_domain > 0 ? number(d.max_mb_per_domain) + " MB" : "none");
+}
+
+struct ParamCount {
+  std::uint64_t embedding, per_layer, layers, final_norm, lm_head, total;
+};
+
+ParamCount count_params(const ModelConfig& m, std::uint64_t vocab) {
+  const std::uint64_t d = m.hidden_size, f = m.resolved_intermediate_size();
+  const std::uint64_t kv_width = static_cast<std::uint64_t>(m.kv_heads()) * m.head_dim();
+  ParamCount p{};
+  p.embedding = vocab * d;
+  p.per_layer = d * d + 2 * d * kv_width + d * d  // q, k, v, o
+                + 3 * d * f                       // gate, up, down
+                + 2 * d;                          // input and post-attention RMSNorm
+  p.layers = p.per_layer * m.num_hidden_layers;
+  p.final_norm = d;
+  p.lm_head = m.tie_word_embeddings ? 0 : vocab * d;
+  p.total = p.embedding + p.layers + p.final_norm + p.lm_head;
+  return p;
+}
+
+void print_model(const Deck& deck, std::ostream& out) {
+  const ModelConfig& m = deck.model;
+  const bool vocab_from_data = m.vocab_size == 0;
+  const std::uint64_t vocab = vocab_from_data ? deck.data.vocab_size : m.vocab_size;
+  out << "\nModel (Llama-style decoder)\n";
+  key_value(out, "hidden_size", std::to_string(m.hidden_size));
+  key_value(out, "intermediate_size", std::to_string(m.resolved_intermediate_size()) +
+                                          (m.intermediate_size == 0 ? " (derived: 8/3 x hidden, multiple of 64)" : ""));
+  key_value(out, "num_hidden_layers", std::to_string(m.num_hidden_layers));
+  key_value(out, "num_attention_heads", std::to_string(m.num_attention_heads) + " (head_dim " +
+                                            std::to_string(m.head_dim()) + ")");
+  key_value(out, "num_key_value_heads", std::to_string(m.kv_heads()) + (m.num_key_value_heads == 0 ? " (= heads)" : ""));
+  key_value(out, "vocab_size", std::to_string(vocab) + (vocab_from_data ? " (model.vocab_size = 0: the tokenizer's, data.vocab_size)" : ""));
+  key_value(out, "context", std::to_string(m.max_position_embeddings) + " tokens");
+  key_value(out, "rope_theta", number(m.rope_theta));
+  key_value(out, "rms_norm_eps", number(m.rms_norm_eps));
+  key_value(out, "tie_word_embeddings", m.tie_word_embeddings ? "true" : "false");
+  key_value(out, "initializer_range", number(m.initializer_range));
+  const ParamCount p = count_params(m, vocab);
+  key_value(out, "parameters", commas(p.total));
+  key_value(out, "  embedding", commas(p.embedding) + " (vocab x hidden)");
+  key_value(out, "  layers", commas(p.layers) + " (" + std::to_string(m.num_hidden_layers) + " x " +
+                                 commas(p.per_layer) + ": q,k,v,o + gate,up,down + 2 norms)");
+  key_value(out, "  final norm", commas(p.final_norm));
+  key_value(out, "  lm_head", m.tie_word_embeddings ? "0 (tied to the embedding)" : commas(p.lm_head));
+}
+
+void print_training(const Deck& deck, int world_size, std::ostream& out) {
+  const auto experts = deck.expert_domains();
+  const int context = deck.model.max_position_embeddings;
+  out << "\nTraining (tokens per step = global batch x context " << context << ")\n";
+  TextTable t({"phase", "tokens", "steps", "global", "micro", "ranks", "seq/rank", "accum", "lr"}, "lrrrrrrrl");
+  auto row = [&](const std::string& phase, std::uint64_t tokens, const TrainConfig& tr, int ranks_lo, int ranks_hi) {
+    std::string ranks = ranks_lo == ranks_hi ? std::to_string(ranks_lo) : std::to_string(ranks_lo) + "-" + std::to_string(ranks_hi);
+    // The fewest ranks carry the most sequences each.
+    int per_rank_max = (tr.global_batch + ranks_lo - 1) / ranks_lo;
+    std::string per_rank = ranks_lo == ranks_hi ? share(tr.global_batch, ranks_lo)
+                                                : share(tr.global_batch, ranks_hi) + ".." + share(tr.global_batch, ranks_lo);
+    int accum = (per_rank_max + tr.micro_batch - 1) / tr.micro_batch;
+    t.add({phase, commas(tokens), commas(phase_steps(tokens, tr, context)), std::to_string(tr.global_batch),
+           std::to_string(tr.micro_batch), ranks, per_rank, std::to_string(accum), number(tr.lr)});
+  };
+  const auto& phases = deck.run.phases;
+  if (has(phases, "seed")) row("seed", deck.seed.tokens, deck.seed.train, world_size, world_size);
+  if (has(phases, "experts") && experts.empty()) {  // group sizes depend on the expert count
+    const auto& tr = deck.experts.train;
+    t.add({"experts", commas(deck.experts.tokens), commas(phase_steps(deck.experts.tokens, tr, context)),
+           std::to_string(tr.global_batch), std::to_string(tr.micro_batch), "?", "?", "?", number(tr.lr)});
+  } else if (has(phases, "experts")) {
+    auto layout = GroupLayout::make(world_size, static_cast<int>(experts.size()));
+    int lo = world_size, hi = 0;
+    for (int g = 0; g < layout.num_groups; ++g) {
+      lo = std::min(lo, layout.group_size(g));
+      hi = std::max(hi, layout.group_size(g));
+    }
+    row("experts", deck.experts.tokens, deck.experts.train, lo, hi);
+  }
+  if (has(phases, "baseline") && deck.baseline.enabled && !experts.empty()) {
+    row("baseline", baseline_tokens(deck), deck.baseline.train, world_size, world_size);
+  }
+  t.print(out);
+  if (has(phases, "experts")) {
+    out << "  experts: " << commas(deck.experts.tokens) << " tokens per expert, branched from "
+        << (deck.experts.init == "seed" ? "the seed"
+            : deck.experts.init == "posterior_average" ? "the posterior-weighted average of the existing experts"
+                                                       : "expert '" + deck.experts.init + "'")
+        << (deck.experts.reset_optimizer ? "" : ", keeping the optimizer state") << "\n";
+  }
+  if (has(phases, "baseline") && deck.baseline.enabled) {
+    out << "  baseline: dense, "
+        << (deck.baseline.tokens > 0 ? "baseline.tokens"
+            : experts.empty()         ? "experts.tokens x the number of experts (known after prepare)"
+                                      : "compute-matched: experts.tokens x " + std::to_string(experts.size()) + " experts")
+        << "\n";
+  }
+  if (has(phases, "seed")) out << "  seed: mixing " << deck.seed.mixing << " over the training domains\n";
+}
+
+void print_groups(const Deck& deck, int world_size, std::ostream& out) {
+  const auto experts = deck.expert_domains();
+  if (experts.empty()) {
+    out << "\nExpert groups\n  one expert per corpus domain: the list is known after prepare "
+           "(set data.train_domains or experts.domains to see the groups here)\n";
+    return;
+  }
+  const auto layout = GroupLayout::make(world_size, static_cast<int>(experts.size()));
+  out << "\nExpert groups: P = " << world_size << " rank" << (world_size == 1 ? "" : "s") << ", E = "
+      << experts.size() << " expert" << (experts.size() == 1 ? "" : "s") << ", G = min(P, E) = " << layout.num_groups
+      << " group" << (layout.num_groups == 1 ? "" : "s") << "; a group trains its experts one after another\n";
+  const std::uint64_t steps = phase_steps(deck.experts.tokens, deck.experts.train, deck.model.max_position_embeddings);
+  TextTable t({"group", "ranks", "experts (in order)", "seq/rank/step", "steps"}, "rllrr");
+  for (int g = 0; g < layout.num_groups; ++g) {
+    int first = layout.first_rank(g), size = layout.group_size(g);
+    std::string ranks = size == 1 ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(first + size - 1);
+    std::vector<std::string> names;
+    for (int e : layout.experts_of_group(g)) names.push_back(experts[e]);
+    t.add({std::to_string(g), ranks, join(names), share(deck.experts.train.global_batch, size),
+           commas(steps * names.size())});
+  }
+  t.print(out);
+}
+
+void print_eval(const Deck& deck, std::ostream& out) {
+  const auto experts = deck.expert_domains();
+  const auto& phases = deck.run.phases;
+  std::string n_experts = experts.empty() ? "all" : std::to_string(experts.size());
+  std::size_t n_domains = deck.data.train_domains.size() + deck.data.heldout_domains.size();
+  if (has(phases, "average")) {
+    out << "\nAverages (parameter averaging of the experts)\n";
+    TextTable t({"name", "weights"}, "ll");
+    if (deck.average.uniform) t.add({"uniform", n_experts + " experts, equal weights"});
+    if (deck.average.posterior) {
+      t.add({"posterior", "one per eval domain" + (deck.data.train_domains.empty() ? std::string()
+                                                    : " (" + std::to_string(n_domains) + ")") +
+                              ", weights = cached posterior on " + std::to_string(deck.average.posterior_sequences) +
+                              " valid sequences"});
+    }
+    for (const auto& w : deck.average.weighted) {
+      std::vector<std::string> parts;
+      for (const auto& [name, weight] : w.weights) parts.push_back(name + " " + number(weight));
+      t.add({w.name, join(parts) + " (normalised to sum 1)"});
+    }
+    if (!deck.average.uniform && !deck.average.posterior && deck.average.weighted.empty()) {
+      out << "  none (average.uniform, average.posterior are false and no [[average.weighted]])\n";
+    } else {
+      t.print(out);
+    }
+  }
+  if (has(phases, "eval")) {
+    out << "\nEvaluation on the " << deck.eval.split << " split of every domain"
+        << (n_domains > 0 && !deck.data.train_domains.empty() ? " (" + std::to_string(n_domains) + ")" : std::string())
+        << ", " << (deck.eval.max_tokens_per_domain > 0 ? "at most " + commas(deck.eval.max_tokens_per_domain) + " tokens each"
+                                                        : "whole splits")
+        << ", blocks of " << deck.model.max_position_embeddings << " tokens\n";
+    std::vector<std::string> models = {"seed"};
+    if (deck.baseline.enabled) models.push_back("baseline");
+    models.push_back("each expert");
+    if (deck.average.uniform || deck.average.posterior || !deck.average.weighted.empty()) models.push_back("the averages");
+    out << "  models: " << join(models) << "\n";
+    if (deck.eval.ensembles.empty()) {
+      out << "  ensembles: none\n";
+      return;
+    }
+    out << "  ensembles (cached prior: EMA rate " << number(deck.eval.prior_alpha) << " over "
+        << deck.eval.prior_sequences << " valid sequences):\n";
+    TextTable t({"name", "prior", "posterior", "top_k"}, "lllr");
+    for (const auto& e : deck.eval.ensembles) {
+      t.add({e.name, e.prior, e.posterior, e.top_k == 0 ? "all" : std::to_string(e.top_k)});
+    }
+    t.print(out, "    ");
+  }
+}
+
+}  // namespace
+
+std::uint64_t phase_steps(std::uint64_t tokens, const TrainConfig& train, int context) {
+  if (train.global_batch < 1 || context < 1) throw Error("phase_steps: global_batch and context must be positive");
+  const std::uint64_t per_step = static_cast<std::uint64_t>(train.global_batch) * static_cast<std::uint64_t>(context);
+  return std::max<std::uint64_t>(1, (tokens + per_step - 1) / per_step);
+}
+
+std::uint64_t baseline_tokens(const Deck& deck) {
+  if (deck.baseline.tokens > 0) return deck.baseline.tokens;
+  return deck.experts.tokens * deck.expert_domains().size();
+}
+
+void print_plan(const Deck& deck, int world_size, std::ostream& out) {
+  if (world_size < 1) throw Error("btm check: --ranks must be at least 1");
+  const std::string source = deck.source.empty() ? "(deck built in code)" : deck.source.string();
+  out << "btm plan for " << source << ": run '" << deck.run.name << "' on " << world_size << " rank"
+      << (world_size == 1 ? "" : "s") << ", backend " << deck.run.backend << ", seed " << deck.run.seed << "\n";
+  out << "  output folder         " << deck.run.out_dir.string() << "\n";
+
+  std::vector<std::string> phases;
+  for (const auto& p : kAllPhases) {
+    if (!has(deck.run.phases, p)) continue;
+    phases.push_back(p == "baseline" && !deck.baseline.enabled ? "baseline (disabled: baseline.enabled = false)" : p);
+  }
+  out << "\nPhases\n  " << (phases.empty() ? "none" : join(phases, " -> ")) << "\n";
+  print_data(deck, out);
+  print_model(deck, out);
+  print_training(deck, world_size, out);
+  print_groups(deck, world_size, out);
+  print_eval(deck, out);
+}
+
+}  // namespace btm
