@@ -1,0 +1,71 @@
+// `btm check` end to end: the built binary, run as a plain process (no mpirun).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config/deck_test_util.hpp"
+#include "support/test_paths.hpp"
+
+using btm::test::contains;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out, err;
+};
+
+// `env -u NAME ...` for the MPI variables this test's own singleton MPI_Init put into the
+// environment (PMIX_*, OMPI_MCA_ess=singleton, ...): inherited, they would make btm try to
+// join this process's job instead of starting as a singleton of its own.
+std::string without_mpi_environment() {
+  std::string prefix = "env";
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry = *e;
+    std::string name = entry.substr(0, entry.find('='));
+    bool mpi = name.rfind("PMIX_", 0) == 0 || name.rfind("OMPI_", 0) == 0;
+    if (mpi && name.rfind("OMPI_ALLOW_RUN_AS_ROOT", 0) != 0) prefix += " -u " + name;
+  }
+  return prefix;
+}
+
+// Runs `btm <args>` from the repository root, stdout and stderr captured in files.
+Result run_btm(const std::string& args, const std::filesystem::path& scratch) {
+  const auto out = scratch / "stdout.txt", err = scratch / "stderr.txt";
+  const std::string command = "cd '" + btm::test::source_dir().string() + "' && " + without_mpi_environment() + " '" +
+                              btm::test::btm_binary().string() + "' " + args + " > '" + out.string() + "' 2> '" +
+                              err.string() + "'";
+  int status = std::system(command.c_str());
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return {code, btm::test::read_text(out), btm::test::read_text(err)};
+}
+
+}  // namespace
+
+TEST(CheckCommand, QuickstartPrintsThePlanAndExitsZero) {
+  auto dir = btm::test::fresh_dir("check_cli_ok");
+  Result r = run_btm("check inputs/quickstart.toml --ranks 3", dir);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "Expert groups: P = 3 ranks, E = 4 experts, G = min(P, E) = 3 groups"));
+  EXPECT_TRUE(contains(r.out, "scripture, go-code"));
+  EXPECT_TRUE(contains(r.out, "ensemble-uniform"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CheckCommand, BadDeckFailsWithFileAndLineOnStderr) {
+  auto dir = btm::test::fresh_dir("check_cli_bad");
+  const auto deck = dir / "bad.toml";
+  btm::test::write_text(deck, "[data]\ncorpus = \"c.jsonl\"\n\n[train]\nlr = -1\n");
+  Result r = run_btm("check '" + deck.string() + "'", dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, deck.string() + ":5:6: train.lr: found -1; expected a number in (0, 10]"));
+  EXPECT_EQ(r.out.find("Expert groups"), std::string::npos);
+  // --set errors name the override.
+  Result s = run_btm("check inputs/quickstart.toml --set train.lrr=1", dir);
+  EXPECT_NE(s.exit_code, 0);
+  EXPECT_TRUE(contains(s.err, "--set train.lrr=1: train.lrr: unknown key; did you mean 'lr'?"));
+  std::filesystem::remove_all(dir);
+}

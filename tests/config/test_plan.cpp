@@ -1,0 +1,185 @@
+// The plan `btm check` prints: steps, baseline tokens, parameter count, and the expert
+// groups of DESIGN's process layout for several world sizes.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <sstream>
+
+#include "btm/config.hpp"
+#include "btm/plan.hpp"
+#include "config/deck_test_util.hpp"
+#include "support/test_paths.hpp"
+
+using btm::test::contains;
+using btm::test::kGoodDeck;
+
+namespace {
+
+struct GroupRow {
+  std::string group, ranks, experts, per_rank, steps;
+};
+
+// Rows of the "Expert groups" table, cells split on runs of two or more spaces.
+std::vector<GroupRow> group_rows(const std::string& plan) {
+  std::istringstream in(plan.substr(plan.find("Expert groups")));
+  std::string line;
+  std::getline(in, line);  // title
+  std::getline(in, line);  // header
+  std::vector<GroupRow> rows;
+  const std::regex gap(" {2,}");
+  while (std::getline(in, line) && !line.empty() && line.rfind("  ", 0) == 0) {
+    std::vector<std::string> cells;
+    std::string body = line.substr(line.find_first_not_of(' '));
+    for (std::sregex_token_iterator it(body.begin(), body.end(), gap, -1), end; it != end; ++it) cells.push_back(*it);
+    if (cells.size() != 5) break;
+    rows.push_back({cells[0], cells[1], cells[2], cells[3], cells[4]});
+  }
+  return rows;
+}
+
+std::string plan_for(const btm::Deck& deck, int ranks) {
+  std::ostringstream out;
+  btm::print_plan(deck, ranks, out);
+  return out.str();
+}
+
+btm::Deck four_experts() {  // alpha, beta, gamma, delta; global batch 32
+  return btm::parse_deck(kGoodDeck, "four.toml");
+}
+
+}  // namespace
+
+TEST(PhaseSteps, CeilOfTokensOverTokensPerStepAtLeastOne) {
+  btm::TrainConfig t;
+  t.global_batch = 32;
+  EXPECT_EQ(btm::phase_steps(32 * 128, t, 128), 1u);
+  EXPECT_EQ(btm::phase_steps(32 * 128 + 1, t, 128), 2u);
+  EXPECT_EQ(btm::phase_steps(1'000'000, t, 128), 245u);  // 1e6 / 4096 = 244.1
+  EXPECT_EQ(btm::phase_steps(1, t, 128), 1u);
+  EXPECT_EQ(btm::phase_steps(0, t, 128), 1u);
+}
+
+TEST(BaselineTokens, ComputeMatchedUnlessGiven) {
+  btm::Deck d = four_experts();
+  d.experts.tokens = 1000;
+  EXPECT_EQ(btm::baseline_tokens(d), 4000u);
+  d.experts.domains = {"alpha", "beta"};
+  EXPECT_EQ(btm::baseline_tokens(d), 2000u);
+  d.baseline.tokens = 123;
+  EXPECT_EQ(btm::baseline_tokens(d), 123u);
+}
+
+TEST(Plan, OneRankTrainsEveryExpertInOrder) {
+  auto rows = group_rows(plan_for(four_experts(), 1));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].group, "0");
+  EXPECT_EQ(rows[0].ranks, "0");
+  EXPECT_EQ(rows[0].experts, "alpha, beta, gamma, delta");
+  EXPECT_EQ(rows[0].per_rank, "32");
+}
+
+TEST(Plan, TwoRanksMakeTwoGroupsOfTwoExperts) {
+  std::string plan = plan_for(four_experts(), 2);
+  EXPECT_TRUE(contains(plan, "P = 2 ranks, E = 4 experts, G = min(P, E) = 2 groups"));
+  auto rows = group_rows(plan);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].ranks, "0");
+  EXPECT_EQ(rows[0].experts, "alpha, gamma");
+  EXPECT_EQ(rows[1].ranks, "1");
+  EXPECT_EQ(rows[1].experts, "beta, delta");
+}
+
+TEST(Plan, ThreeRanksGiveTheFirstGroupTwoExperts) {
+  auto rows = group_rows(plan_for(four_experts(), 3));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].experts, "alpha, delta");
+  EXPECT_EQ(rows[1].experts, "beta");
+  EXPECT_EQ(rows[2].experts, "gamma");
+  // 500,000 tokens per expert / (32 x 64 tokens per step) = 245 steps per expert, in sequence.
+  EXPECT_EQ(rows[0].steps, "490");
+  EXPECT_EQ(rows[1].steps, "245");
+  for (int g = 0; g < 3; ++g) EXPECT_EQ(rows[g].ranks, std::to_string(g));
+}
+
+TEST(Plan, EightRanksGiveEachExpertTwoRanks) {
+  std::string plan = plan_for(four_experts(), 8);
+  auto rows = group_rows(plan);
+  ASSERT_EQ(rows.size(), 4u);
+  const char* ranks[] = {"0-1", "2-3", "4-5", "6-7"};
+  const char* experts[] = {"alpha", "beta", "gamma", "delta"};
+  for (int g = 0; g < 4; ++g) {
+    EXPECT_EQ(rows[g].group, std::to_string(g));
+    EXPECT_EQ(rows[g].ranks, ranks[g]);
+    EXPECT_EQ(rows[g].experts, experts[g]);
+    EXPECT_EQ(rows[g].per_rank, "16");  // global batch 32 over 2 ranks
+  }
+}
+
+TEST(Plan, UnevenGroupsShowTheBatchShare) {
+  btm::Deck d = four_experts();
+  d.experts.train.global_batch = 30;
+  auto rows = group_rows(plan_for(d, 7));  // groups of 1, 2, 2, 2 ranks
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].ranks, "0");
+  EXPECT_EQ(rows[0].per_rank, "30");
+  EXPECT_EQ(rows[1].ranks, "1-2");
+  EXPECT_EQ(rows[1].per_rank, "15");
+  d.experts.train.global_batch = 31;
+  rows = group_rows(plan_for(d, 7));
+  EXPECT_EQ(rows[1].per_rank, "15-16");
+}
+
+TEST(Plan, ShowsPhasesDataModelBudgetsAndEnsembles) {
+  btm::Deck d = btm::load_deck(btm::test::source_dir() / "inputs/quickstart.toml");
+  std::string plan = plan_for(d, 2);
+  EXPECT_TRUE(contains(plan, "prepare -> seed -> experts -> baseline -> average -> eval"));
+  EXPECT_TRUE(contains(plan, "4: scripture, fortunes, python-docs, go-code"));
+  EXPECT_TRUE(contains(plan, "2: perl-docs, tech-lexicon"));
+  // 4096 x 128 embedding + 4 x (4 x 128^2 + 3 x 128 x 384 + 2 x 128) + 128 + 4096 x 128 lm_head.
+  EXPECT_TRUE(contains(plan, "1,901,696"));
+  EXPECT_TRUE(contains(plan, "intermediate_size     384 (derived"));
+  std::regex seed_row(R"(seed\s+1,000,000\s+245\s+32\s+8\s+2\s+16\s+2\s+0\.003)");
+  EXPECT_TRUE(std::regex_search(plan, seed_row)) << plan;
+  std::regex experts_row(R"(experts\s+400,000\s+98\s+32\s+8\s+1\s+32\s+4\s+0\.003)");
+  EXPECT_TRUE(std::regex_search(plan, experts_row)) << plan;
+  std::regex baseline_row(R"(baseline\s+1,600,000\s+391\s)");
+  EXPECT_TRUE(std::regex_search(plan, baseline_row)) << plan;
+  EXPECT_TRUE(contains(plan, "ensemble-uniform"));
+  EXPECT_TRUE(contains(plan, "uniform"));
+  EXPECT_TRUE(contains(plan, "posterior"));
+}
+
+TEST(Plan, VocabularyFromDataWhenTheModelLeavesItZero) {
+  btm::Deck d = four_experts();
+  d.data.vocab_size = 1000;
+  d.model.tie_word_embeddings = true;
+  std::string plan = plan_for(d, 1);
+  EXPECT_TRUE(contains(plan, "1000 (model.vocab_size = 0: the tokenizer's, data.vocab_size)"));
+  EXPECT_TRUE(contains(plan, "0 (tied to the embedding)"));
+  d.model.vocab_size = 512;
+  EXPECT_FALSE(contains(plan_for(d, 1), "model.vocab_size = 0"));
+}
+
+TEST(Plan, GroupedKvHeadsShrinkTheLayer) {
+  btm::Deck d = four_experts();  // hidden 64, 4 heads, 2 layers, vocab 8192, intermediate 192
+  std::string full = plan_for(d, 1);
+  // per layer: 4 x 64^2 + 3 x 64 x 192 + 128 = 53,376
+  EXPECT_TRUE(contains(full, "2 x 53,376"));
+  d.model.num_key_value_heads = 1;  // k, v: 64 x 16 each instead of 64 x 64
+  EXPECT_TRUE(contains(plan_for(d, 1), "2 x 47,232"));
+}
+
+TEST(Plan, UnknownExpertListIsExplained) {
+  btm::Deck d = btm::parse_deck("[data]\ncorpus = \"c.jsonl\"\n", "t.toml");
+  std::string plan = plan_for(d, 4);
+  EXPECT_TRUE(contains(plan, "the list is known after prepare"));
+}
+
+TEST(Plan, DisabledBaselineAndSkippedPhases) {
+  btm::Deck d = btm::parse_deck(kGoodDeck + "[baseline]\nenabled = false\n", "t.toml");
+  d.run.phases = {"seed", "experts", "baseline"};
+  std::string plan = plan_for(d, 2);
+  EXPECT_TRUE(contains(plan, "seed -> experts -> baseline (disabled"));
+  EXPECT_FALSE(contains(plan, "Averages"));
+  EXPECT_FALSE(contains(plan, "Evaluation"));
+}
