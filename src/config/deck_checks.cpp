@@ -78,6 +78,18 @@ void check_experts(const Deck& d, const Places& p) {
   }
 }
 
+// Averages and ensembles are rows of eval.h5 next to the seed, the baseline and the experts,
+// and averages are files averages/<name>.h5 next to the built-in ones: names must not clash.
+void check_method_name(const Deck& d, const Places& p, const std::string& path, const std::string& name) {
+  const std::string expected = "a name other than seed, baseline, uniform, posterior-*, and the experts";
+  if (name == "seed" || name == "baseline" || name == "uniform" || contains(d.expert_domains(), name)) {
+    p.fail(path, "\"" + name + "\" is already the name of a model that eval reports", expected);
+  }
+  if (name.rfind("posterior-", 0) == 0) {
+    p.fail(path, "\"" + name + "\" is the name of a posterior-weighted average (posterior-<domain>)", expected);
+  }
+}
+
 void check_averages(const Deck& d, const Places& p) {
   const auto experts = d.expert_domains();  // empty: every corpus domain, known after prepare
   std::set<std::string> names;
@@ -87,6 +99,7 @@ void check_averages(const Deck& d, const Places& p) {
     if (!names.insert(avg.name).second) {
       p.fail(path + ".name", "\"" + avg.name + "\" is used twice", "distinct average names");
     }
+    check_method_name(d, p, path + ".name", avg.name);
     double sum = 0;
     for (const auto& [expert, w] : avg.weights) {
       sum += w;
@@ -106,6 +119,13 @@ void check_ensembles(const Deck& d, const Places& p) {
     const std::string path = item("eval.ensembles", i);
     if (!names.insert(e.name).second) {
       p.fail(path + ".name", "\"" + e.name + "\" is used twice", "distinct ensemble names");
+    }
+    check_method_name(d, p, path + ".name", e.name);
+    for (const auto& avg : d.average.weighted) {
+      if (avg.name == e.name) {
+        p.fail(path + ".name", "\"" + e.name + "\" is also a weighted average (average.weighted)",
+               "ensemble names distinct from the averages");
+      }
     }
     if (!experts.empty() && e.top_k > static_cast<int>(experts.size())) {
       p.fail(path + ".top_k", "found " + std::to_string(e.top_k) + " but there are only " +

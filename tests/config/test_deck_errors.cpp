@@ -319,3 +319,16 @@ TEST(DeckErrors, SetThroughAValueThatIsNotATable) {
   auto msg = deck_error(kGoodDeck + "[train]\nlr = 0.1\n", {"train.lr.x=1"});
   EXPECT_TRUE(contains(msg, "--set train.lr.x=1: train.lr is a float (0.1), not a table"));
 }
+
+TEST(DeckErrors, AverageAndEnsembleNamesMustNotClashWithOtherModels) {
+  auto avg = deck_error(kGoodDeck + "[[average.weighted]]\nname = \"uniform\"\nweights = { alpha = 1 }\n");
+  EXPECT_TRUE(contains(avg, at_line(kFirstAppendedLine + 1, 8) + "average.weighted[0].name: \"uniform\" is already "
+                                                                 "the name of a model"));
+  auto posterior = deck_error(kGoodDeck + "[[average.weighted]]\nname = \"posterior-alpha\"\nweights = { alpha = 1 }\n");
+  EXPECT_TRUE(contains(posterior, "is the name of a posterior-weighted average"));
+  auto expert = deck_error(kGoodDeck + "[[eval.ensembles]]\nname = \"beta\"\n");
+  EXPECT_TRUE(contains(expert, "eval.ensembles[0].name: \"beta\" is already the name of a model"));
+  auto both = deck_error(kGoodDeck + "[[average.weighted]]\nname = \"mix\"\nweights = { alpha = 1 }\n"
+                                     "[[eval.ensembles]]\nname = \"mix\"\n");
+  EXPECT_TRUE(contains(both, "eval.ensembles[0].name: \"mix\" is also a weighted average"));
+}
