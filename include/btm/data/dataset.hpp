@@ -4,6 +4,7 @@
 // starting at block*context: inputs are its first `context` tokens, targets its last.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ class Dataset {
   int vocab_size_ = 0;
   int bos_id_ = -1;
   int eos_id_ = -1;
+  // Token datasets opened by read_block, kept open: one H5Dopen per split, not per block.
+  mutable std::map<std::string, h5::Handle> open_tokens_;
 };
 
 }  // namespace btm
