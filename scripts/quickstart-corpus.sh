@@ -43,7 +43,6 @@ for tool in apt-get dpkg-deb python3; do
 done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mkdir -p "$out_dir"
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/btm-quickstart.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 
@@ -64,4 +63,5 @@ for deb in "$scratch"/*.deb; do
   dpkg-deb -x "$deb" "$scratch/root"
 done
 
+mkdir -p "$out_dir"
 python3 "$here/quickstart/build_corpus.py" --root "$scratch/root" --out "$corpus" --max-mb "$max_mb"

@@ -372,6 +372,27 @@ void inspect_eval(std::ostream& out, const File& f) {
   out << "settings:\n";
   print_attrs(out, f, "/results");
   print_parallel_table(out, f, "/results", {"method", "domain", "split", "tokens", "nll", "perplexity"});
+  // Cached priors: /priors/experts names the columns, /priors/<ensemble>/<domain> the rows.
+  if (f.exists("/priors/experts")) {
+    auto experts = f.read_strings("/priors/experts");
+    std::vector<std::string> header = {"ensemble", "domain"};
+    header.insert(header.end(), experts.begin(), experts.end());
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& ens : f.list("/priors")) {
+      if (!is_group(f, "/priors/" + ens)) continue;
+      for (const auto& domain : f.list("/priors/" + ens)) {
+        auto w = column(f, "/priors/" + ens + "/" + domain, "%.3f");
+        if (w.size() != experts.size()) continue;
+        std::vector<std::string> row = {ens, domain};
+        row.insert(row.end(), w.begin(), w.end());
+        rows.push_back(std::move(row));
+      }
+    }
+    if (!rows.empty()) {
+      out << "cached priors (weight per expert):\n";
+      print_table(out, header, rows);
+    }
+  }
   print_meta(out, f);
 }
 

@@ -116,7 +116,7 @@ Settings data_settings(const Deck& deck, CorpusFormat format, std::uint64_t corp
   Settings s = {
       {"data.corpus", canonical_text(d.corpus)},
       {"data.format", corpus_format_name(format)},
-      {"corpus bytes", std::to_string(corpus_bytes)},
+      {"corpus size (bytes)", std::to_string(corpus_bytes)},
       {"data.train_domains", d.train_domains.empty() ? "(all)" : join(d.train_domains)},
       {"data.heldout_domains", join(d.heldout_domains)},
       {"data.valid_fraction", number(d.valid_fraction)},
@@ -188,6 +188,19 @@ std::string check_existing(const fs::path& path, const Settings& wanted) {
     throw Error(path.string() + " was built from different data settings:" + diff + "\n" + fix);
   }
   return "skip";
+}
+
+// The corpus a finished data.h5 was built from, or "" when there is no such file.
+std::string recorded_corpus(const fs::path& path) {
+  if (!fs::exists(path)) return "";
+  try {
+    h5::File f(path, h5::File::Mode::read);
+    if (!f.has_attr("/meta", "phase") || f.string_attr("/meta", "phase") != "prepare") return "";
+    auto settings = parse_settings(f.has_attr("/meta", "data_settings") ? f.string_attr("/meta", "data_settings") : "");
+    return settings.count("data.corpus") ? settings["data.corpus"] : std::string("an unknown corpus");
+  } catch (const std::exception&) {
+    return "";
+  }
 }
 
 // ---- work sharing ---------------------------------------------------------------------
@@ -282,6 +295,16 @@ void run_prepare(const Deck& deck, const Comm& world) {
   // Settings and the skip decision come first: a finished phase must not re-read the corpus.
   CorpusFormat format{};
   std::uint64_t corpus_bytes = 0;
+  if (!data.corpus.empty() && !fs::exists(data.corpus)) {
+    // A finished data.h5 stays usable when the corpus is not reachable any more (a later job
+    // on another machine): the settings cannot be compared, so say so and keep the file.
+    const std::string recorded = on_root(world, [&] { return recorded_corpus(path); });
+    if (!recorded.empty()) {
+      warn_root("prepare: corpus " + data.corpus.string() + " not found; keeping " + path.string() +
+                " (built from " + recorded + ") without checking it against the deck");
+      return;
+    }
+  }
   on_all(world, [&] {
     format = resolve_corpus_format(data.corpus, data.format);
     corpus_bytes = corpus_file_bytes(data.corpus, format);

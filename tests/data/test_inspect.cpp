@@ -90,6 +90,8 @@ TEST(Inspect, EvalFileShowsTheResultsTable) {
     f.write<double>("/results/nll", std::vector<double>{3.5, 3.25});
     f.write<double>("/results/perplexity", std::vector<double>{33.115, 25.79});
     f.set_attr<std::int64_t>("/results", "context", 256);
+    f.write_strings("/priors/experts", {"e1", "e2"});
+    f.write<double>("/priors/ensemble/scripture", std::vector<double>{0.875, 0.125});
   }
   std::string text = inspect(path);
   EXPECT_HAS(text, "evaluation results");
@@ -99,6 +101,8 @@ TEST(Inspect, EvalFileShowsTheResultsTable) {
   EXPECT_HAS(text, "ensemble  scripture  test");
   EXPECT_HAS(text, "25.790");
   EXPECT_LT(text.find("method"), text.find("perplexity"));
+  EXPECT_HAS(text, "cached priors");
+  EXPECT_HAS(text, "ensemble  scripture  0.875  0.125");
 }
 
 TEST(Inspect, ForestManifestIsATable) {

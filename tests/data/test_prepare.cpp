@@ -159,6 +159,24 @@ TEST(Prepare, SkipsWhenUpToDateAndRefusesOtherDataSettings) {
   EXPECT_EQ(fs::last_write_time(deck.data_file()), stamp);
   world.barrier();
 
+  // A corpus that changed size is noticed; a corpus that is gone leaves data.h5 in use.
+  auto copy = btm::test::fixture_deck(btm::test::fresh_dir("prepare_moved"), "text_tree");
+  copy.data.corpus = copy.run.out_dir / "corpus";
+  if (world.is_root()) fs::copy(deck.data.corpus, copy.data.corpus, fs::copy_options::recursive);
+  world.barrier();
+  btm::run_prepare(copy, world);
+  if (world.is_root()) btm::test::write_text(copy.data.corpus / "scripture" / "extra.txt", "more text");
+  world.barrier();
+  msg = error_of([&] { btm::run_prepare(copy, world); });
+  EXPECT_NE(msg.find("corpus size (bytes): the file has"), std::string::npos) << msg;
+  world.barrier();
+  if (world.is_root()) fs::remove_all(copy.data.corpus);
+  world.barrier();
+  auto kept = fs::last_write_time(copy.data_file());
+  EXPECT_NO_THROW(btm::run_prepare(copy, world));
+  EXPECT_EQ(fs::last_write_time(copy.data_file()), kept);
+  world.barrier();
+
   // A file that is not a data file is not overwritten either.
   auto foreign = btm::test::fixture_deck(btm::test::fresh_dir("prepare_foreign"), "text_tree");
   if (world.is_root()) {

@@ -2,6 +2,24 @@
 // Read access to data.h5 (DESIGN, Files): the tokenizer and, per domain and split, a token
 // stream with documents separated by EOS. A "block" is context+1 consecutive tokens
 // starting at block*context: inputs are its first `context` tokens, targets its last.
+//
+// data.h5, as the prepare phase writes it (src/data/prepare.cpp):
+//   /tokenizer/model              uint8 [bytes]  serialized SentencePiece model
+//       attrs vocab_size, bos_id, eos_id, unk_id, pad_id (int64), source ("trained" or the path)
+//   /domains                      attrs train, heldout: comma-separated domain names (in deck
+//                                 order); skipped_invalid_utf8, skipped_empty (uint64 totals)
+//   /domains/<domain>             attrs role ("train" | "heldout"), documents (seen in the
+//                                 corpus), skipped_invalid_utf8, skipped_empty, dropped_over_cap
+//   /domains/<domain>/<split>     split = train | valid | test; only splits with documents;
+//                                 held-out domains have valid/test only (unless the corpus says
+//                                 otherwise). attr text_bytes (uint64: UTF-8 bytes of the text)
+//       tokens       uint16 [T] (uint32 when vocab_size > 65536): each document's tokens
+//                    followed by one EOS, documents in corpus order
+//       doc_offsets  uint64 [n+1]: document i is tokens[doc_offsets[i], doc_offsets[i+1]),
+//                    its EOS included; doc_offsets[0] = 0, doc_offsets[n] = T
+//       doc_ids      string [n] (variable-length UTF-8): the corpus ids
+//   /meta                         attrs deck (resolved deck, TOML), version, phase = "prepare",
+//                                 data_settings (the settings compared on a re-run)
 #include <cstdint>
 #include <filesystem>
 #include <map>
