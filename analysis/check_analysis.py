@@ -1,0 +1,290 @@
+#!/usr/bin/python3
+"""Checks for the analysis scripts on files written here in btm's formats.
+
+    /usr/bin/python3 analysis/check_analysis.py [--keep DIR]   (--keep: leave the files there)
+"""
+import contextlib
+import io
+import math
+import os
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import loss_curves  # noqa: E402
+import perplexity_table  # noqa: E402
+
+KEEP = None
+
+
+def write_model(path, n=200, valid_every=None, phase="expert", domain="python", lr=True,
+                valid_domains=("python", "debian")):
+    rng = np.random.default_rng(len(path))
+    step = np.arange(1, n + 1, dtype=np.int64)
+    with h5py.File(path, "w") as h5:
+        m = h5.create_group("metrics")
+        m["step"] = step
+        m["loss"] = (6.0 * np.exp(-step / 60.0) + 2.0 + 0.1 * rng.standard_normal(n)).astype(
+            np.float32)
+        if lr:
+            m["lr"] = np.where(step < 20, step / 20, 0.5 * (1 + np.cos(np.pi * step / n))) * 1e-3
+        m["grad_norm"] = np.ones(n, np.float32)
+        if valid_every is not None:
+            vstep = step[valid_every - 1::valid_every] if valid_every > 1 else step
+            if valid_every > 1:
+                m["valid_step"] = vstep
+            for i, d in enumerate(valid_domains):
+                m[f"valid/{d}"] = 2.5 + 0.4 * i + 4 * np.exp(-vstep / 70.0)
+        meta = h5.create_group("meta")
+        if phase:
+            meta.attrs["phase"] = phase
+        if domain:
+            meta.attrs["domain"] = domain
+
+
+def write_eval(path, rows, heldout=None, strings="vlen", **settings):
+    with h5py.File(path, "w") as h5:
+        g = h5.create_group("results")
+        for key in ("method", "domain", "split"):
+            vals = [r[key] for r in rows]
+            if strings == "vlen":
+                g.create_dataset(key, data=vals, dtype=h5py.string_dtype())
+            else:
+                g.create_dataset(key, data=np.array(vals, dtype="S"))
+        g["tokens"] = np.array([r["tokens"] for r in rows], dtype=np.uint64)
+        g["nll"] = np.array([r["nll"] for r in rows], dtype=np.float64)
+        g["perplexity"] = np.exp(g["nll"][()])
+        if heldout is not None:
+            g.attrs["heldout_domains"] = heldout
+        for k, v in settings.items():
+            g.attrs[k] = v
+
+
+def rows_for(methods, domains, splits=("test",), base=None):
+    out = []
+    for s in splits:
+        for m_i, m in enumerate(methods):
+            for d_i, d in enumerate(domains):
+                nll = base(m, d, s) if base else 2.0 + 0.1 * m_i + 0.3 * d_i
+                out.append({"method": m, "domain": d, "split": s, "tokens": 1000 * (d_i + 1),
+                            "nll": nll})
+    return out
+
+
+def run(fn, argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = fn(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        if KEEP:
+            os.makedirs(KEEP, exist_ok=True)
+            self.dir = KEEP
+        else:
+            tmp = tempfile.TemporaryDirectory()
+            self.addCleanup(tmp.cleanup)
+            self.dir = tmp.name
+
+    def path(self, name):
+        return os.path.join(self.dir, f"{self.id().split('.')[-1]}_{name}")
+
+
+class LossCurves(Base):
+    def test_plots_several_files_with_and_without_valid_step(self):
+        a, b, c = self.path("seed.h5"), self.path("expert.h5"), self.path("plain.h5")
+        write_model(a, valid_every=25, phase="seed", domain="")
+        write_model(b, n=120, valid_every=1)  # valid as long as step: no valid_step needed
+        write_model(c, n=80, phase="", domain="", lr=False)
+        png = self.path("curves.png")
+        rc, out, err = run(loss_curves.main, [a, b, c, "--out", png, "--smooth", "10"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("3 file(s), 4 validation series", out)
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        self.assertGreater(os.path.getsize(png), 20000)
+        runs = [loss_curves.read_metrics(p) for p in (a, b, c)]
+        self.assertEqual([r["label"] for r in runs],
+                         ["seed", "expert:python", os.path.basename(c)[:-3]])
+        steps, vals = runs[0]["valid"]["debian"]
+        self.assertEqual(list(steps[:2]), [25, 50])
+        self.assertEqual(len(vals), 8)
+        self.assertIsNone(runs[2]["lr"])
+
+    def test_labels_option_and_count(self):
+        a = self.path("m.h5")
+        write_model(a)
+        png = self.path("c.png")
+        rc, _, _ = run(loss_curves.main, [a, "--out", png, "--labels", "mine", "--log-y"])
+        self.assertEqual(rc, 0)
+        with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+            loss_curves.main([a, "--out", png, "--labels", "x,y"])
+
+    def test_smoothing_is_a_trailing_mean(self):
+        y = np.array([1.0, 3.0, 5.0, 7.0])
+        np.testing.assert_allclose(loss_curves.smooth(y, 2), [1.0, 2.0, 4.0, 6.0])
+        np.testing.assert_allclose(loss_curves.smooth(y, 1), y)
+
+    def expect_error(self, path, *needles):
+        rc, _, err = run(loss_curves.main, [path, "--out", self.path("x.png")])
+        self.assertEqual(rc, 2)
+        for n in needles:
+            self.assertIn(n, err)
+        self.assertFalse(os.path.exists(self.path("x.png")))
+
+    def test_valid_without_valid_step_is_named(self):
+        p = self.path("m.h5")
+        write_model(p, valid_every=10)
+        with h5py.File(p, "a") as h5:
+            del h5["metrics/valid_step"]
+        self.expect_error(p, "/metrics/valid/", "20 values", "/metrics/step has 200",
+                          "/metrics/valid_step", "missing")
+
+    def test_valid_step_of_wrong_length_is_named(self):
+        p = self.path("m.h5")
+        write_model(p, valid_every=10)
+        with h5py.File(p, "a") as h5:
+            del h5["metrics/valid_step"]
+            h5["metrics/valid_step"] = np.arange(7)
+        self.expect_error(p, "20 values but /metrics/valid_step has 7")
+
+    def test_missing_and_mismatched_metrics_are_named(self):
+        p = self.path("m.h5")
+        write_model(p)
+        with h5py.File(p, "a") as h5:
+            del h5["metrics/loss"]
+        self.expect_error(p, p + ":/metrics/loss", "missing")
+        write_model(p)
+        with h5py.File(p, "a") as h5:
+            del h5["metrics/lr"]
+            h5["metrics/lr"] = np.zeros(3)
+        self.expect_error(p, "/metrics/lr: 3 values, expected 200")
+        with h5py.File(p, "w") as h5:
+            h5["params/x"] = np.zeros(2)
+        self.expect_error(p, "/metrics: group missing")
+        with open(p, "w") as f:
+            f.write("text")
+        self.expect_error(p, "cannot open")
+
+
+class PerplexityTable(Base):
+    def test_rows_columns_and_means(self):
+        p = self.path("eval.h5")
+        nll = {("seed", "a"): 3.0, ("seed", "b"): 3.2, ("seed", "c"): 4.0,
+               ("expert", "a"): 2.5, ("expert", "b"): 2.9, ("expert", "c"): 4.2}
+        write_eval(p, rows_for(["seed", "expert"], ["a", "c", "b"],
+                               base=lambda m, d, s: nll[(m, d)]),
+                   heldout="c", context=np.int32(256))
+        rows, heldout, settings = perplexity_table.read_results(p)
+        self.assertEqual(heldout, {"c"})
+        labels, methods, cells = perplexity_table.build_table(rows, "test", heldout)
+        self.assertEqual(methods, ["seed", "expert"])
+        self.assertEqual(labels, ["a", "b", "c (held out)", "in-domain mean", "held-out mean"])
+        self.assertAlmostEqual(cells[0][1], math.exp(2.5))
+        self.assertAlmostEqual(cells[3][0], (math.exp(3.0) + math.exp(3.2)) / 2)
+        self.assertAlmostEqual(cells[4][1], math.exp(4.2))
+        # token-weighted: a has 1000 tokens, b 3000 (third listed domain).
+        _, _, tok = perplexity_table.build_table(rows, "test", heldout, mean="token")
+        self.assertAlmostEqual(tok[3][0], math.exp((3.0 * 1000 + 3.2 * 3000) / 4000))
+        _, _, nl = perplexity_table.build_table(rows, "test", heldout, metric="nll")
+        self.assertAlmostEqual(nl[3][1], (2.5 + 2.9) / 2)
+        rc, out, err = run(perplexity_table.main, [p])
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertTrue(lines[0].startswith("# perplexity, split 'test'"))
+        self.assertEqual(lines[1].split(), ["domain", "seed", "expert"])
+        self.assertEqual(lines[3].split(), ["a", f"{math.exp(3.0):.2f}", f"{math.exp(2.5):.2f}*"])
+        self.assertIn("c (held out)", out)
+        self.assertIn("settings: context=256", out)
+        rc, md, _ = run(perplexity_table.main, [p, "--markdown"])
+        self.assertIn("| domain | seed | expert |", md)
+        self.assertIn(f"| a | {math.exp(3.0):.2f} | **{math.exp(2.5):.2f}** |", md)
+        self.assertIn("|---|---:|---:|", md)
+
+    def test_no_heldout_attribute_makes_every_domain_in_domain(self):
+        p = self.path("eval.h5")
+        write_eval(p, rows_for(["m"], ["x", "y"]), strings="fixed")
+        rc, out, _ = run(perplexity_table.main, [p])
+        self.assertEqual(rc, 0)
+        self.assertIn("in-domain mean", out)
+        held = [ln for ln in out.splitlines() if ln.startswith("held-out mean")][0]
+        self.assertEqual(held.split()[-1], "-")
+        rc, out, _ = run(perplexity_table.main, [p, "--heldout", "y"])
+        self.assertIn("y (held out)", out)
+
+    def test_missing_cell_and_incomplete_mean_show_a_dash(self):
+        p = self.path("eval.h5")
+        rows = rows_for(["seed", "btm"], ["a", "b"])
+        rows = [r for r in rows if not (r["method"] == "btm" and r["domain"] == "b")]
+        write_eval(p, rows)
+        rows, held, _ = perplexity_table.read_results(p)
+        labels, methods, cells = perplexity_table.build_table(rows, "test", held)
+        self.assertIsNone(cells[1][1])
+        self.assertIsNone(cells[2][1])
+        self.assertIsNotNone(cells[2][0])
+
+    def test_splits_are_separate_tables_test_first(self):
+        p = self.path("eval.h5")
+        write_eval(p, rows_for(["m"], ["a"], splits=("valid", "test")))
+        rc, out, _ = run(perplexity_table.main, [p])
+        titles = [ln for ln in out.splitlines() if ln.startswith("# perplexity")]
+        self.assertEqual(len(titles), 2)
+        self.assertIn("'test'", titles[0])
+        rc, out, _ = run(perplexity_table.main, [p, "--split", "valid"])
+        self.assertNotIn("'test'", out)
+        rc, _, err = run(perplexity_table.main, [p, "--split", "train"])
+        self.assertEqual(rc, 2)
+        self.assertIn("no rows with split 'train' (splits: valid, test)", err)
+
+    def expect_error(self, path, *needles):
+        rc, _, err = run(perplexity_table.main, [path])
+        self.assertEqual(rc, 2, err)
+        for n in needles:
+            self.assertIn(n, err)
+
+    def test_bad_files_are_named(self):
+        p = self.path("eval.h5")
+        write_eval(p, rows_for(["m"], ["a", "b"]))
+        with h5py.File(p, "a") as h5:
+            del h5["results/tokens"]
+            h5["results/tokens"] = np.zeros(5, np.uint64)
+        self.expect_error(p, "/results/tokens: 5 rows, but /results/method has 2")
+        write_eval(p, rows_for(["m"], ["a"]))
+        with h5py.File(p, "a") as h5:
+            del h5["results/split"]
+        self.expect_error(p, p + ":/results/split: dataset missing")
+        write_eval(p, rows_for(["m"], ["a"]) * 2)
+        self.expect_error(p, "rows 0 and 1 are both method=m domain=a split=test")
+        write_eval(p, rows_for(["m"], ["a"]))
+        with h5py.File(p, "a") as h5:
+            del h5["results/domain"]
+            h5["results/domain"] = np.zeros(1)
+        self.expect_error(p, "/results/domain: expected strings")
+        with h5py.File(p, "w") as h5:
+            h5["x"] = 1
+        self.expect_error(p, "/results: group missing")
+        write_eval(p, [])
+        self.expect_error(p, "no rows")
+
+    def test_unknown_heldout_domain_warns(self):
+        p = self.path("eval.h5")
+        write_eval(p, rows_for(["m"], ["a"]), heldout="a, zz")
+        rc, out, err = run(perplexity_table.main, [p])
+        self.assertEqual(rc, 0)
+        self.assertIn("warning: held-out domains not in the results: zz", err)
+        self.assertIn("a (held out)", out)
+
+
+if __name__ == "__main__":
+    if "--keep" in sys.argv:
+        i = sys.argv.index("--keep")
+        KEEP = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+    unittest.main(verbosity=2)
