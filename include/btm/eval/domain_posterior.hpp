@@ -1,0 +1,43 @@
+#pragma once
+// The cached domain posterior of a set of experts on one domain (DESIGN, Evaluation), for
+// the phases that weight experts by it: posterior-weighted averages (average phase) and
+// experts.init = "posterior_average" (experts phase).
+//
+// The weights are the cached prior of btm/eval/ensemble.hpp: every expert scores the first
+// `sequences` evenly spaced blocks of the domain's valid split, and the exponential moving
+// average of the end-of-block posteriors is returned, in the order of `files`.
+// Collective over `comm` and nothing else (it may be one expert group's communicator): the
+// experts are spread over the ranks of `comm` as on the evaluation grid.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "btm/comm.hpp"
+#include "btm/config.hpp"
+#include "btm/data/dataset.hpp"
+#include "btm/eval/ensemble.hpp"
+#include "btm/ops/backend.hpp"
+
+namespace btm {
+
+struct DomainPosteriorOptions {
+  int sequences = 32;  // valid blocks (0: all)
+  double alpha = 0.3;  // EMA rate
+  PosteriorRule rule = PosteriorRule::exact;
+  int batch = 8;       // sequences per forward pass
+  int context = 0;     // block length; 0: the first model's max_position_embeddings
+};
+
+std::vector<double> domain_posterior(const std::vector<std::filesystem::path>& files, const Dataset& data,
+                                     const std::string& domain, Backend& backend, const Comm& comm,
+                                     const DomainPosteriorOptions& options);
+
+// The deck's settings: context = model.max_position_embeddings, alpha = eval.prior_alpha,
+// batch = eval.batch, rule = the posterior of the first eval.ensembles entry with a cached
+// prior (else "exact"), and `sequences` blocks (0: eval.prior_sequences). Callers pass
+// average.posterior_sequences or experts.posterior_sequences.
+std::vector<double> domain_posterior(const Deck& deck, const Dataset& data, Backend& backend,
+                                     const std::vector<std::filesystem::path>& files, const std::string& domain,
+                                     const Comm& comm, int sequences = 0);
+
+}  // namespace btm
