@@ -159,7 +159,9 @@ class CudaBackend final : public Backend {
     // From pageable memory the copy has been staged when the call returns; from pinned memory
     // it has not, and the caller may reuse its buffer right away.
     cudaPointerAttributes attributes{};
-    if (cudaPointerGetAttributes(&attributes, host_src) == cudaSuccess && attributes.type == cudaMemoryTypeHost) {
+    if (cudaPointerGetAttributes(&attributes, host_src) != cudaSuccess) {
+      cudaGetLastError();  // not a CUDA pointer at all: clear the error so no later check sees it
+    } else if (attributes.type == cudaMemoryTypeHost) {
       sync_and_check();
     }
   }

@@ -223,8 +223,22 @@ __global__ void cross_entropy_kernel(bf16* logits /*[n,vocab]*/, const std::int3
   bf16* row = logits + std::size_t(blockIdx.x) * vocab;
   const int target = targets[blockIdx.x];
 
-  MaxSum acc{-CUDART_INF_F, 0.f};
-  for (int j = threadIdx.x; j < vocab; j += blockDim.x) acc = merge(acc, MaxSum{to_f(row[j]), 1.f});
+  // Per thread: a running (max, sum) with one exp per element.
+  float m = -CUDART_INF_F;
+  float s = 0.f;
+  bool nan = false;
+  for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+    const float x = to_f(row[j]);
+    if (x > m) {
+      s = s * expf(m - x) + 1.f;  // the first finite x: expf(-inf) = 0
+      m = x;
+    } else if (x > -CUDART_INF_F) {
+      s += expf(x - m);
+    } else if (isnan(x)) {
+      nan = true;  // -inf contributes nothing; NaN poisons the row
+    }
+  }
+  MaxSum acc = nan ? MaxSum{CUDART_NAN_F, CUDART_NAN_F} : MaxSum{m, s};
   for (int offset = kWarp / 2; offset > 0; offset /= 2) {
     MaxSum other{__shfl_xor_sync(0xffffffffu, acc.m, offset), __shfl_xor_sync(0xffffffffu, acc.s, offset)};
     acc = merge(acc, other);
