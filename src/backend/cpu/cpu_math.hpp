@@ -10,9 +10,11 @@
 #include <limits>
 
 // Hot loop bodies are compiled for AVX-512, AVX2 and baseline x86-64; the loader picks one
-// (ifunc), so one binary runs everywhere and still uses the wide units where they exist.
+// (glibc ifunc), so one binary runs everywhere and still uses the wide units where they
+// exist. GCC >= 12 only; -DBTM_CPU_NO_DISPATCH turns it off (e.g. for a libc without ifunc).
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
-    __GNUC__ >= 12
+    !defined(__NVCOMPILER) && !defined(__INTEL_COMPILER) && __GNUC__ >= 12 &&                \
+    !defined(BTM_CPU_NO_DISPATCH)
 #define BTM_CPU_DISPATCH \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
