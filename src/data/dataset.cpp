@@ -72,25 +72,49 @@ void Dataset::read_block(const std::string& domain, const std::string& split, st
     if (!has(domain, split)) {
       throw Error(path_.string() + ": no split \"" + split + "\" for domain \"" + domain + "\"");
     }
-    hid_t id = H5Dopen2(file_.id(), path.c_str(), H5P_DEFAULT);
-    BTM_H5(id);
-    it = open_tokens_.emplace(path, h5::Handle(id)).first;
+    OpenTokens t;
+    t.dataset = h5::Handle(H5Dopen2(file_.id(), path.c_str(), H5P_DEFAULT));
+    BTM_H5(t.dataset.get());
+    t.file_space = h5::Handle(H5Dget_space(t.dataset.get()));
+    BTM_H5(t.file_space.get());
+    BTM_H5(H5Sget_simple_extent_dims(t.file_space.get(), &t.size, nullptr));
+    h5::Handle type(H5Dget_type(t.dataset.get()));
+    BTM_H5(type.get());
+    if (H5Tget_class(type.get()) != H5T_INTEGER || H5Tget_sign(type.get()) != H5T_SGN_NONE ||
+        (H5Tget_size(type.get()) != 2 && H5Tget_size(type.get()) != 4)) {
+      throw Error(path_.string() + ":" + path + ": expected uint16 or uint32 tokens");
+    }
+    t.narrow = H5Tget_size(type.get()) == 2;
+    it = open_tokens_.emplace(path, std::move(t)).first;
   }
-  hid_t d = it->second.get();
-  h5::Handle space(H5Dget_space(d));
-  BTM_H5(space.get());
-  hsize_t n = 0;
-  BTM_H5(H5Sget_simple_extent_dims(space.get(), &n, nullptr));
+  OpenTokens& t = it->second;
+  const hsize_t n = t.size;
   hsize_t offset = block * static_cast<hsize_t>(context), count = static_cast<hsize_t>(context) + 1;
   if (context <= 0 || offset + count > n) {
     throw Error(path_.string() + ":" + path + ": block " + std::to_string(block) + " of context " +
                 std::to_string(context) + " is past the end (" + std::to_string(n) + " tokens, " +
                 std::to_string(n == 0 || context <= 0 ? 0 : (n - 1) / context) + " blocks)");
   }
-  BTM_H5(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr));
-  h5::Handle mem(H5Screate_simple(1, &count, nullptr));
-  BTM_H5(mem.get());
-  BTM_H5(H5Dread(d, H5T_NATIVE_INT32, mem.get(), space.get(), H5P_DEFAULT, out));
+  if (t.context != context) {
+    t.mem_space = h5::Handle(H5Screate_simple(1, &count, nullptr));
+    BTM_H5(t.mem_space.get());
+    t.context = context;
+  }
+  BTM_H5(H5Sselect_hyperslab(t.file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr));
+  const hid_t d = t.dataset.get();
+  if (t.narrow) {
+    // Reading the stored type and widening here skips HDF5's conversion machinery, which
+    // costs more than the read itself for blocks this small.
+    narrow_buffer_.resize(count);
+    BTM_H5(H5Dread(d, H5T_NATIVE_UINT16, t.mem_space.get(), t.file_space.get(), H5P_DEFAULT, narrow_buffer_.data()));
+    for (hsize_t i = 0; i < count; ++i) out[i] = narrow_buffer_[i];
+  } else {
+    static_assert(sizeof(std::uint32_t) == sizeof(std::int32_t));
+    BTM_H5(H5Dread(d, H5T_NATIVE_UINT32, t.mem_space.get(), t.file_space.get(), H5P_DEFAULT, out));
+    for (hsize_t i = 0; i < count; ++i) {
+      if (out[i] < 0) throw Error(path_.string() + ":" + path + ": token id above 2^31 at " + std::to_string(offset + i));
+    }
+  }
 }
 
 void Dataset::require(const std::vector<std::string>& domains, const std::string& split) const {

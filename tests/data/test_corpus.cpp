@@ -103,6 +103,16 @@ TEST(Corpus, ReadsGzipJsonlAndGivenSplits) {
   EXPECT_EQ(docs[1].where, (dir / "c.jsonl.gz").string() + ":3");
   EXPECT_EQ(docs[2].text, "three");
   EXPECT_EQ(docs[2].split, "test");
+
+  // A line far longer than the reader's buffer.
+  std::string big(3'000'000, 'x');
+  for (std::size_t i = 0; i < big.size(); i += 1000) big[i] = ' ';
+  write_gz(dir / "big.jsonl.gz", "{\"text\": \"a\", \"domain\": \"a\"}\n{\"text\": \"" + big +
+                                     "\", \"domain\": \"a\"}\n{\"text\": \"z\", \"domain\": \"a\"}\n");
+  docs = read_all(dir / "big.jsonl.gz");
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_EQ(docs[1].text, big);
+  EXPECT_EQ(docs[2].id, "a/3");
 }
 
 TEST(Corpus, ReadsTextTreeWithRelativePathIds) {

@@ -102,6 +102,29 @@ TEST(Dataset, ReadsBlocksAsInt32WithBoundsChecks) {
   EXPECT_EQ(data.tokenizer_model(), std::string("\x01\x02\x03"));
 }
 
+TEST(Dataset, ReadsWideTokensOfLargeVocabularies) {
+  auto path = btm::test::fresh_dir("dataset_wide") / "data.h5";
+  if (btm::Comm::world().is_root()) {
+    btm::h5::File f(path, btm::h5::File::Mode::create);
+    f.write<std::uint8_t>("/tokenizer/model", std::vector<std::uint8_t>{1});
+    f.set_attr<std::int64_t>("/tokenizer/model", "vocab_size", 100000);
+    f.set_attr<std::int64_t>("/tokenizer/model", "bos_id", 1);
+    f.set_attr<std::int64_t>("/tokenizer/model", "eos_id", 2);
+    std::vector<std::uint32_t> tokens(33);
+    for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = 70000 + static_cast<std::uint32_t>(i);
+    f.write<std::uint32_t>("/domains/w/train/tokens", tokens);
+    f.write<std::uint64_t>("/domains/w/train/doc_offsets", std::vector<std::uint64_t>{0, 33});
+  }
+  btm::Comm::world().barrier();
+  Dataset data(path);
+  std::vector<std::int32_t> row(kContext + 1);
+  data.read_block("w", "train", 3, kContext, row.data());
+  EXPECT_EQ(row.front(), 70000 + 3 * kContext);
+  EXPECT_EQ(row.back(), 70000 + 4 * kContext);
+  data.read_block("w", "train", 0, 4, row.data());  // another context on the same split
+  EXPECT_EQ(row[4], 70004);
+}
+
 TEST(Dataset, RequireNamesTheMissingDomainsAndTheFile) {
   auto path = synthetic("dataset_require");
   Dataset data(path);

@@ -62,8 +62,16 @@ class Dataset {
   int vocab_size_ = 0;
   int bos_id_ = -1;
   int eos_id_ = -1;
-  // Token datasets opened by read_block, kept open: one H5Dopen per split, not per block.
-  mutable std::map<std::string, h5::Handle> open_tokens_;
+  // Token datasets opened by read_block, kept open with their dataspaces: one H5Dopen per
+  // split, not per block.
+  struct OpenTokens {
+    h5::Handle dataset, file_space, mem_space;
+    hsize_t size = 0;
+    bool narrow = true;  // uint16 tokens (else uint32)
+    int context = 0;     // the block length mem_space was made for
+  };
+  mutable std::map<std::string, OpenTokens> open_tokens_;
+  mutable std::vector<std::uint16_t> narrow_buffer_;  // read raw, widened to int32 by hand
 };
 
 }  // namespace btm
