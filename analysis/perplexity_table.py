@@ -15,6 +15,7 @@ the group or the group is empty. The best (lowest) value of each row is marked.
 """
 import argparse
 import math
+import signal
 import sys
 
 import h5py
@@ -80,7 +81,9 @@ def read_results(path):
         if "heldout_domains" in g.attrs:
             text = _attr_string(g.attrs["heldout_domains"])
             heldout = {d.strip() for d in text.split(",") if d.strip()}
+        # Short settings only: the resolved deck (multi-line TOML) is for btm inspect.
         settings = {k: _attr_string(v) for k, v in g.attrs.items() if k != "heldout_domains"}
+        settings = {k: v for k, v in settings.items() if "\n" not in v}
     rows, seen = [], {}
     for i in range(n):
         key = (cols["method"][i], cols["domain"][i], cols["split"][i])
@@ -207,4 +210,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
     sys.exit(main())
