@@ -343,7 +343,8 @@ void inspect_model(std::ostream& out, const File& f) {
       for (const char* m : {"step", "loss", "lr", "grad_norm", "tokens_per_s"}) {
         std::string p = std::string("/metrics/") + m;
         if (!f.exists(p)) continue;
-        auto v = column(f, p, std::string(m) == "lr" ? "%.3e" : "%.4f");
+        const std::string name = m;
+        auto v = column(f, p, name == "lr" ? "%.3e" : name == "tokens_per_s" ? "%.0f" : "%.4f");
         if (!v.empty()) out << " " << m << "=" << v.back();
       }
     }
