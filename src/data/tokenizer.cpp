@@ -75,7 +75,8 @@ std::string Tokenizer::train(const std::vector<std::string_view>& lines, int voc
       {"bos_id", std::to_string(kBosId)},
       {"eos_id", std::to_string(kEosId)},
       {"pad_id", std::to_string(kPadId)},
-      {"num_threads", "1"},
+      // A fixed thread count: the model records it, and data.h5 must not depend on the machine.
+      {"num_threads", "2"},
       {"minloglevel", "2"},  // SentencePiece logs every step otherwise
   };
   LineIterator it(lines);
