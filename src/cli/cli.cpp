@@ -69,7 +69,16 @@ DeckArgs parse_deck_args(const std::string& command, const std::vector<std::stri
     else if (a.rfind("--set=", 0) == 0) out.overrides.push_back(a.substr(6));
     else if (a == "--phases" && command == "run") out.phases = split_commas(value(a));
     else if (a.rfind("--phases=", 0) == 0 && command == "run") out.phases = split_commas(a.substr(9));
-    else if (a == "--ranks" && command == "check") out.ranks = std::stoi(value(a));
+    else if (a == "--ranks" && command == "check") {
+      const std::string v = value(a);
+      try {
+        std::size_t used = 0;
+        out.ranks = std::stoi(v, &used);
+        if (used != v.size() || out.ranks < 1) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        throw Error("btm check: --ranks expects a positive integer, got '" + v + "'");
+      }
+    }
     else if (a.rfind("--", 0) == 0) throw Error("btm " + command + ": unknown option " + a + "\n" + kUsage);
     else if (out.deck.empty()) out.deck = a;
     else throw Error("btm " + command + ": unexpected argument '" + a + "'");

@@ -66,7 +66,7 @@ void run_average(const Deck& deck, const Comm& world) {
     auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
     const std::vector<std::string> domains = eval_domains_of(deck, data);
     for (std::size_t i = 0; i < domains.size(); ++i) {
-      const std::vector<double> w = domain_posterior(deck, data, *backend, files, domains[i], world);
+      const std::vector<double> w = domain_posterior(deck, data, *backend, files, domains[i], world, deck.average.posterior_sequences);
       if (static_cast<int>(i % world.size()) == world.rank()) {
         write_average(deck, "posterior-" + domains[i], files, names, w);
       }

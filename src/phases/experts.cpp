@@ -46,7 +46,7 @@ StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend,
       throw Error("experts.init = \"posterior_average\" needs experts already in the forest (" +
                   deck.forest_file().string() + "); train a first set with experts.init = \"seed\"");
     }
-    const std::vector<double> w = domain_posterior(deck, data, backend, files, expert, group);
+    const std::vector<double> w = domain_posterior(deck, data, backend, files, expert, group, deck.experts.posterior_sequences);
     std::ostringstream parent;
     parent << "posterior_average(";
     for (std::size_t j = 0; j < files.size(); ++j) {

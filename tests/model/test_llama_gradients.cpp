@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "btm/error.hpp"
 #include "btm/model/llama.hpp"
 #include "tiny_model.hpp"
 
