@@ -122,6 +122,7 @@ struct EvalConfig {
   int prior_sequences = 100;   // valid blocks for the cached prior
   double prior_alpha = 0.3;    // EMA rate of the cached prior
   int batch = 8;               // sequences per forward pass
+  std::string single_experts = "all";  // rows per expert: all | own (its domain) | none
   std::vector<EnsembleConfig> ensembles = {{"ensemble", "cached", "exact", 0}};
 
   bool operator==(const EvalConfig&) const = default;

@@ -193,7 +193,8 @@ std::vector<Field> eval_fields(EvalConfig& c) {
           count("max_tokens_per_domain", c.max_tokens_per_domain, 0),
           integer("prior_sequences", c.prior_sequences, 1, 1000000),
           real("prior_alpha", c.prior_alpha, 0, 1, true, false),
-          integer("batch", c.batch, 1, 65536)};
+          integer("batch", c.batch, 1, 65536),
+          text("single_experts", c.single_experts, {"all", "own", "none"})};
 }
 
 std::vector<Field> ensemble_fields(EnsembleConfig& c) {

@@ -117,6 +117,8 @@ void run_eval(const Deck& deck, const Comm& world, SingleExperts single_experts)
            " file=" + deck.eval_file().string());
 }
 
-void run_eval(const Deck& deck, const Comm& world) { run_eval(deck, world, SingleExperts::all); }
+void run_eval(const Deck& deck, const Comm& world) {
+  run_eval(deck, world, parse_single_experts(deck.eval.single_experts));
+}
 
 }  // namespace btm

@@ -126,8 +126,8 @@ TEST(DeckInputs, QuickstartIsTheDefaultRun) {
   EXPECT_EQ(d.model.num_hidden_layers, 4);
   EXPECT_EQ(d.model.num_attention_heads, 4);
   EXPECT_EQ(d.model.max_position_embeddings, 128);
-  EXPECT_EQ(d.seed.tokens, 1'000'000u);
-  EXPECT_EQ(d.experts.tokens, 400'000u);
+  EXPECT_EQ(d.seed.tokens, 2'000'000u);
+  EXPECT_EQ(d.experts.tokens, 600'000u);
   EXPECT_EQ(d.baseline.tokens, 0u);
   EXPECT_EQ(d.run.phases, btm::kAllPhases);
   ASSERT_EQ(d.eval.ensembles.size(), 2u);

@@ -138,11 +138,11 @@ TEST(Plan, ShowsPhasesDataModelBudgetsAndEnsembles) {
   // 4096 x 128 embedding + 4 x (4 x 128^2 + 3 x 128 x 384 + 2 x 128) + 128 + 4096 x 128 lm_head.
   EXPECT_TRUE(contains(plan, "1,901,696"));
   EXPECT_TRUE(contains(plan, "intermediate_size     384 (derived"));
-  std::regex seed_row(R"(seed\s+1,000,000\s+245\s+32\s+8\s+2\s+16\s+2\s+0\.003)");
+  std::regex seed_row(R"(seed\s+2,000,000\s+489\s+32\s+8\s+2\s+16\s+2\s+0\.003)");
   EXPECT_TRUE(std::regex_search(plan, seed_row)) << plan;
-  std::regex experts_row(R"(experts\s+400,000\s+98\s+32\s+8\s+1\s+32\s+4\s+0\.003)");
+  std::regex experts_row(R"(experts\s+600,000\s+147\s+32\s+8\s+1\s+32\s+4\s+0\.003)");
   EXPECT_TRUE(std::regex_search(plan, experts_row)) << plan;
-  std::regex baseline_row(R"(baseline\s+1,600,000\s+391\s)");
+  std::regex baseline_row(R"(baseline\s+2,400,000\s+586\s)");
   EXPECT_TRUE(std::regex_search(plan, baseline_row)) << plan;
   EXPECT_TRUE(contains(plan, "ensemble-uniform"));
   EXPECT_TRUE(contains(plan, "uniform"));

@@ -103,7 +103,7 @@ std::string format_table(const EvalPlan& plan, const EvalResults& results);
 // files exist under deck.run.out_dir (one warning line per missing phase on rank 0).
 EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExperts single_experts);
 
-// run_eval with an explicit single-expert setting (run_eval uses SingleExperts::all).
+// run_eval with an explicit single-expert setting (run_eval uses eval.single_experts).
 void run_eval(const Deck& deck, const Comm& world, SingleExperts single_experts);
 
 }  // namespace btm
