@@ -90,6 +90,11 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
     if (train_model(deck, data, backend, group, job, start, control) == TrainOutcome::interrupted) {
       return PhaseStatus::interrupted;
     }
+    // Registered at once by the group's leader (under the manifest's file lock): if another
+    // group dies later, every expert finished so far is already in the forest.
+    if (group.is_root()) {
+      Forest::update(deck.forest_file(), [&](Forest& f) { f.add(forest_entry_of(job.file, deck.forest_file())); });
+    }
   }
   return PhaseStatus::done;
 }
@@ -135,16 +140,8 @@ PhaseStatus run_experts(const Deck& deck, const Comm& world) {
   // Groups meet again only here, after all their training.
   const bool interrupted = world.any(status == PhaseStatus::interrupted);
   if (world.is_root()) {
-    std::size_t added = 0;
-    const Forest updated = Forest::update(deck.forest_file(), [&](Forest& f) {
-      for (const auto& name : experts) {
-        if (!model_is_complete(deck.expert_file(name))) continue;
-        f.add(forest_entry_of(deck.expert_file(name), deck.forest_file()));
-        ++added;
-      }
-    });
-    log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(updated.experts().size()) +
-             " finished_now=" + std::to_string(added));
+    const Forest now = Forest::load(deck.forest_file());
+    log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(now.experts().size()));
   }
   return interrupted ? PhaseStatus::interrupted : PhaseStatus::done;
 }

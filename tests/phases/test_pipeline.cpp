@@ -1,0 +1,82 @@
+// The whole BTM pipeline (prepare -> seed -> experts -> baseline -> average -> eval) on
+// the tiny deck, in process, at 1, 2 and 4 ranks; then a re-run that redoes nothing.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "btm/comm.hpp"
+#include "btm/forest.hpp"
+#include "btm/h5.hpp"
+#include "btm/phases.hpp"
+#include "btm/train/checkpoint.hpp"
+#include "tiny_deck.hpp"
+
+namespace fs = std::filesystem;
+
+TEST(Pipeline, EveryPhaseWritesItsFilesAndARerunRedoesNothing) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline");
+  const btm::Deck deck = btm::test::tiny_deck(dir);
+  ASSERT_TRUE(btm::run_phases(deck, btm::kAllPhases, world));
+
+  EXPECT_TRUE(fs::exists(deck.data_file()));
+  EXPECT_TRUE(btm::model_is_complete(deck.seed_file()));
+  EXPECT_TRUE(btm::model_is_complete(deck.baseline_file()));
+  const btm::Forest forest = btm::Forest::load(deck.forest_file());
+  ASSERT_EQ(forest.experts().size(), 3u);
+  for (const auto& e : forest.experts()) {
+    EXPECT_EQ(e.name, e.domain);
+    EXPECT_EQ(e.parent, "seed");
+    EXPECT_EQ(e.tokens, 2048u);
+    EXPECT_TRUE(btm::model_is_complete(forest.resolve(e))) << e.name;
+    EXPECT_EQ(btm::read_train_state(forest.resolve(e)).cursor_domains, std::vector<std::string>{e.domain});
+  }
+  EXPECT_TRUE(fs::exists(deck.average_file("uniform")));
+  for (const char* d : {"scripture", "code-go", "dictionary", "tech-lexicon"}) {
+    EXPECT_TRUE(fs::exists(deck.average_file(std::string("posterior-") + d))) << d;
+  }
+  // The baseline matches the experts' compute: 3 experts x 2048 tokens.
+  EXPECT_EQ(btm::read_train_state(deck.baseline_file()).tokens, 3u * 2048u);
+
+  btm::h5::File eval(deck.eval_file(), btm::h5::File::Mode::read);
+  const auto methods = eval.read_strings("/results/method");
+  const auto domains = eval.read_strings("/results/domain");
+  const auto ppl = eval.read<double>("/results/perplexity");
+  ASSERT_EQ(methods.size(), ppl.size());
+  // seed, baseline, 3 experts, avg-uniform and ensemble on 4 domains, avg-posterior on each.
+  EXPECT_EQ(methods.size(), 7u * 4u + 4u);
+  for (double p : ppl) EXPECT_TRUE(p > 1.0 && p < 1000.0) << p;
+
+  // Everything is done: a re-run trains nothing and leaves the models untouched.
+  world.barrier();
+  const auto seed_time = fs::last_write_time(deck.seed_file());
+  const auto expert_time = fs::last_write_time(deck.expert_file("code-go"));
+  world.barrier();
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed", "experts", "baseline"}, world));
+  EXPECT_EQ(fs::last_write_time(deck.seed_file()), seed_time);
+  EXPECT_EQ(fs::last_write_time(deck.expert_file("code-go")), expert_time);
+}
+
+TEST(Pipeline, AveragingIdenticalExpertsReproducesTheExpert) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_identical");
+  btm::Deck deck = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\"]", "average.posterior=false"});
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed", "experts"}, world));
+  if (world.is_root()) {
+    // A second forest entry pointing at a copy of the same expert.
+    fs::copy_file(deck.expert_file("scripture"), deck.expert_file("scripture-copy"));
+    btm::Forest::update(deck.forest_file(), [&](btm::Forest& f) {
+      btm::ForestEntry e = *f.find("scripture");
+      e.name = "scripture-copy";
+      e.file = "experts/scripture-copy.h5";
+      f.add(e);
+    });
+  }
+  world.barrier();
+  btm::run_average(deck, world);
+  world.barrier();
+  const auto expert = btm::load_model(deck.expert_file("scripture"));
+  const auto average = btm::load_model(deck.average_file("uniform"));
+  ASSERT_EQ(expert.params.size(), average.params.size());
+  for (std::size_t i = 0; i < expert.params.size(); ++i) ASSERT_EQ(expert.params[i], average.params[i]) << i;
+}
