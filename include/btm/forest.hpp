@@ -35,6 +35,9 @@ class Forest {
   // Adds or replaces (same name) an entry; refuses an architecture different from the rest.
   void add(const ForestEntry& entry);
   void remove(const std::string& name);  // throws when absent
+  // Puts the entries named in `names` last, in that order (others keep theirs): groups
+  // register experts as they finish, the manifest ends up in the deck's order.
+  void order_as(const std::vector<std::string>& names);
   std::string architecture() const;      // "" when empty
   // The entry's model file as a path usable from the working directory.
   std::filesystem::path resolve(const ForestEntry& entry) const;

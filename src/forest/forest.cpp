@@ -113,6 +113,17 @@ void Forest::remove(const std::string& name) {
   experts_.erase(it);
 }
 
+void Forest::order_as(const std::vector<std::string>& names) {
+  std::vector<ForestEntry> out;
+  for (const auto& e : experts_) {
+    if (std::find(names.begin(), names.end(), e.name) == names.end()) out.push_back(e);
+  }
+  for (const auto& n : names) {
+    if (const ForestEntry* e = find(n)) out.push_back(*e);
+  }
+  experts_ = std::move(out);
+}
+
 std::filesystem::path Forest::resolve(const ForestEntry& entry) const {
   std::filesystem::path p(entry.file);
   return p.is_absolute() ? p : folder_ / p;

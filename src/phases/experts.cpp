@@ -140,7 +140,7 @@ PhaseStatus run_experts(const Deck& deck, const Comm& world) {
   // Groups meet again only here, after all their training.
   const bool interrupted = world.any(status == PhaseStatus::interrupted);
   if (world.is_root()) {
-    const Forest now = Forest::load(deck.forest_file());
+    const Forest now = Forest::update(deck.forest_file(), [&](Forest& f) { f.order_as(experts); });
     log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(now.experts().size()));
   }
   return interrupted ? PhaseStatus::interrupted : PhaseStatus::done;

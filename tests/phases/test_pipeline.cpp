@@ -7,6 +7,7 @@
 #include "btm/comm.hpp"
 #include "btm/forest.hpp"
 #include "btm/h5.hpp"
+#include "btm/model/model_file.hpp"
 #include "btm/phases.hpp"
 #include "btm/train/checkpoint.hpp"
 #include "tiny_deck.hpp"
@@ -79,4 +80,46 @@ TEST(Pipeline, AveragingIdenticalExpertsReproducesTheExpert) {
   const auto average = btm::load_model(deck.average_file("uniform"));
   ASSERT_EQ(expert.params.size(), average.params.size());
   for (std::size_t i = 0; i < expert.params.size(); ++i) ASSERT_EQ(expert.params[i], average.params[i]) << i;
+}
+
+TEST(Pipeline, GrowingTheForestBranchesNewExpertsFromThePosteriorAverage) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_grow");
+  // A first forest of two experts from the seed ...
+  btm::Deck first = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\", \"code-go\"]"});
+  ASSERT_TRUE(btm::run_phases(first, {"prepare", "seed", "experts"}, world));
+  // ... then a third expert branched from their average weighted by its domain posterior.
+  btm::Deck grow = btm::test::tiny_deck(dir, {"experts.domains=[\"dictionary\"]", "experts.init=\"posterior_average\""});
+  ASSERT_TRUE(btm::run_phases(grow, {"experts"}, world));
+  const btm::Forest forest = btm::Forest::load(grow.forest_file());
+  ASSERT_EQ(forest.experts().size(), 3u);
+  const std::string parent = forest.find("dictionary")->parent;
+  EXPECT_EQ(parent.rfind("posterior_average(scripture:", 0), 0u) << parent;
+  EXPECT_NE(parent.find("code-go:"), std::string::npos) << parent;
+}
+
+TEST(Pipeline, ANewExpertCanBranchFromANamedExpert) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_named");
+  btm::Deck first = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\"]"});
+  ASSERT_TRUE(btm::run_phases(first, {"prepare", "seed", "experts"}, world));
+  btm::Deck named = btm::test::tiny_deck(dir, {"experts.domains=[\"code-go\"]", "experts.init=\"scripture\""});
+  ASSERT_TRUE(btm::run_phases(named, {"experts"}, world));
+  EXPECT_EQ(btm::Forest::load(named.forest_file()).find("code-go")->parent, "scripture");
+}
+
+TEST(Pipeline, ExplicitWeightedAverageFollowsItsWeights) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_weighted");
+  btm::Deck deck = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\", \"code-go\"]", "average.posterior=false",
+                                              "average.uniform=false",
+                                              "average.weighted=[{name=\"mostly-go\", weights={scripture=1, code-go=3}}]"});
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed", "experts", "average"}, world));
+  const auto a = btm::load_model(deck.expert_file("scripture")).params;
+  const auto b = btm::load_model(deck.expert_file("code-go")).params;
+  const auto avg = btm::load_model(deck.average_file("mostly-go")).params;
+  for (std::size_t i = 0; i < avg.size(); i += 97) {
+    EXPECT_NEAR(avg[i], 0.25 * a[i] + 0.75 * b[i], 1e-6) << i;
+  }
+  EXPECT_FALSE(std::filesystem::exists(deck.average_file("uniform")));
 }
