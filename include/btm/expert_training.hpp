@@ -22,6 +22,11 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
                                 const std::vector<std::string>& experts, const Forest& forest,
                                 const TrainControl& control = {});
 
+// The finished seed's parameters (and its AdamW moments unless experts.reset_optimizer),
+// the start of every expert branched from the seed and of the baseline. `who` names the
+// user in the error when there is no finished seed.
+StartPoint branch_from_seed(const Deck& deck, const std::string& who);
+
 // The manifest row of a finished expert file (name, domain, parent, tokens, architecture).
 ForestEntry forest_entry_of(const std::filesystem::path& model_file, const std::filesystem::path& forest_file);
 

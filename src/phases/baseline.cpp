@@ -2,11 +2,9 @@
 // mixture for as many tokens as all experts together, on all ranks — so that every
 // comparison in the eval table is at equal training compute.
 #include "btm/data/dataset.hpp"
-#include "btm/error.hpp"
+#include "btm/expert_training.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
-#include "btm/train/checkpoint.hpp"
-#include "btm/train/trainer.hpp"
 
 namespace btm {
 
@@ -28,21 +26,7 @@ PhaseStatus run_baseline(const Deck& deck, const Comm& world) {
                                         : deck.experts.tokens * expert_names_of(deck, data).size();
   job.train = deck.baseline.train;
   // Branched like each expert (same optimizer policy), so only the data differs.
-  auto start = [&] {
-    if (!model_is_complete(deck.seed_file())) {
-      throw Error("the baseline continues the seed, but " + deck.seed_file().string() +
-                  " is missing or unfinished; run the seed phase first");
-    }
-    Checkpoint seed = load_checkpoint(deck.seed_file());
-    StartPoint sp;
-    sp.params = std::move(seed.model.params);
-    if (!deck.experts.reset_optimizer) {
-      sp.m = std::move(seed.m);
-      sp.v = std::move(seed.v);
-    }
-    sp.parent = "seed";
-    return sp;
-  };
+  auto start = [&] { return branch_from_seed(deck, "the baseline"); };
   const auto outcome = train_model(deck, data, *backend, world, job, start);
   return outcome == TrainOutcome::interrupted ? PhaseStatus::interrupted : PhaseStatus::done;
 }

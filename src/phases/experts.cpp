@@ -20,20 +20,7 @@ StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend,
                         const std::string& expert, const Forest& forest) {
   const std::string& init = deck.experts.init;
   StartPoint sp;
-  if (init == "seed") {
-    if (!model_is_complete(deck.seed_file())) {
-      throw Error("experts.init = \"seed\" needs a finished seed model at " + deck.seed_file().string() +
-                  "; run the seed phase first");
-    }
-    Checkpoint seed = load_checkpoint(deck.seed_file());
-    sp.params = std::move(seed.model.params);
-    if (!deck.experts.reset_optimizer) {
-      sp.m = std::move(seed.m);
-      sp.v = std::move(seed.v);
-    }
-    sp.parent = "seed";
-    return sp;
-  }
+  if (init == "seed") return branch_from_seed(deck, "experts.init = \"seed\"");
   if (init == "posterior_average") {
     std::vector<std::filesystem::path> files;
     std::vector<std::string> names;
@@ -72,6 +59,21 @@ StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend,
 }
 
 }  // namespace
+
+StartPoint branch_from_seed(const Deck& deck, const std::string& who) {
+  if (!model_is_complete(deck.seed_file())) {
+    throw Error(who + " needs a finished seed model at " + deck.seed_file().string() + "; run the seed phase first");
+  }
+  Checkpoint seed = load_checkpoint(deck.seed_file());
+  StartPoint sp;
+  sp.params = std::move(seed.model.params);
+  if (!deck.experts.reset_optimizer) {
+    sp.m = std::move(seed.m);
+    sp.v = std::move(seed.v);
+  }
+  sp.parent = "seed";
+  return sp;
+}
 
 PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& backend, const Comm& group,
                                 const std::vector<std::string>& experts, const Forest& forest,
