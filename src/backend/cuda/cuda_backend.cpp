@@ -236,7 +236,8 @@ class CudaBackend final : public Backend {
   void embedding_backward(const std::int32_t* tokens, const void* dx, float* dtable, int n, int d) override {
     require_sizes("embedding_backward", {n, d});
     use_device();
-    gpu::launch_embedding_backward(stream_, tokens, cb(dx), dtable, n, d, errors_device_ + kBadToken);
+    void* scratch = scratch_->get(gpu::embedding_backward_scratch_bytes(n, d));
+    gpu::launch_embedding_backward(stream_, tokens, cb(dx), dtable, n, d, errors_device_ + kBadToken, scratch);
   }
 
   // ---- RMSNorm --------------------------------------------------------------------------

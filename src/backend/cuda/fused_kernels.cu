@@ -4,9 +4,12 @@
 
 #include <math_constants.h>
 
+#include <cub/device/device_radix_sort.cuh>
+
 #include <cmath>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_memory.hpp"
 #include "backend/cuda/kernel_utils.cuh"
 
 namespace btm::gpu {
@@ -183,17 +186,116 @@ __global__ void embedding_forward_kernel(const std::int32_t* __restrict__ tokens
   }
 }
 
-__global__ void embedding_backward_kernel(const std::int32_t* __restrict__ tokens /*[n]*/,
-                                          const bf16* __restrict__ dx /*[n,d]*/, float* dtable /*[V,d]*/,
-                                          std::size_t total, int d, unsigned long long* bad_token) {
-  for (std::size_t e = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; e < total;
-       e += std::size_t(gridDim.x) * blockDim.x) {
-    const std::size_t i = e / d;
-    const int j = int(e % d);
-    const std::int32_t tok = tokens[i];
-    if (tok >= 0) atomicAdd(dtable + std::size_t(tok) * d + j, to_f(dx[e]));
-    else if (j == 0) report(bad_token, i, tok);
+// The scatter-add runs in a fixed order, so that training is bitwise reproducible (exact
+// resume): the (token, row) pairs are sorted by token with a stable radix sort, every token's
+// rows are then consecutive and summed in row order. To keep frequent tokens from serialising
+// one block, the sorted rows are cut into chunks of kEmbChunk: a run inside one chunk is summed
+// and added by that chunk's block alone; a run that crosses chunk boundaries leaves per-chunk
+// partial sums (head: the piece continuing a run from the chunk before; tail: the piece that
+// starts a run continued in the next chunk), added up in chunk order by a second kernel.
+constexpr int kEmbChunk = 32;
+constexpr int kEmbThreads = 128;
+
+// rows[i] = i; a negative token is reported (it sorts first and is skipped).
+__global__ void embedding_rows_kernel(const std::int32_t* __restrict__ tokens /*[n]*/,
+                                      std::int32_t* __restrict__ rows /*[n]*/, int n,
+                                      unsigned long long* bad_token) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    rows[i] = i;
+    if (tokens[i] < 0) report(bad_token, std::size_t(i), tokens[i]);
   }
+}
+
+// One block per chunk of sorted positions [c*kEmbChunk, ...); threads over the d columns.
+__global__ void embedding_chunk_kernel(const std::int32_t* __restrict__ tok /*[n] sorted*/,
+                                       const std::int32_t* __restrict__ row /*[n] rows in tok order*/,
+                                       const bf16* __restrict__ dx /*[n,d]*/, float* __restrict__ dtable /*[V,d]*/,
+                                       float* __restrict__ head /*[chunks,d]*/, float* __restrict__ tail /*[chunks,d]*/,
+                                       int n, int d) {
+  __shared__ std::int32_t s_tok[kEmbChunk];
+  __shared__ std::int32_t s_row[kEmbChunk];
+  const int c = blockIdx.x;
+  const int p0 = c * kEmbChunk;
+  const int len = min(kEmbChunk, n - p0);
+  const int tid = int(threadIdx.x);
+  if (tid < len) {
+    s_tok[tid] = tok[p0 + tid];
+    s_row[tid] = row[p0 + tid];
+  }
+  __syncthreads();
+  const bool from_prev = p0 > 0 && tok[p0 - 1] == s_tok[0];
+  const bool into_next = p0 + len < n && tok[p0 + len] == s_tok[len - 1];
+  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+    int start = 0;
+    while (start < len) {
+      const std::int32_t t = s_tok[start];
+      float acc = 0.f;
+      int end = start;
+      for (; end < len && s_tok[end] == t; ++end) acc += to_f(dx[std::size_t(s_row[end]) * d + j]);
+      if (t >= 0) {
+        if (start == 0 && from_prev) {
+          head[std::size_t(c) * d + j] = acc;
+        } else if (end == len && into_next) {
+          tail[std::size_t(c) * d + j] = acc;
+        } else {
+          dtable[std::size_t(t) * d + j] += acc;  // the run lies in this chunk: its only writer
+        }
+      }
+      start = end;
+    }
+  }
+}
+
+// One block per chunk; the chunk where a crossing run starts adds its tail and the heads of
+// the following chunks, in chunk order.
+__global__ void embedding_runs_kernel(const std::int32_t* __restrict__ tok /*[n] sorted*/,
+                                      const float* __restrict__ head /*[chunks,d]*/,
+                                      const float* __restrict__ tail /*[chunks,d]*/, float* __restrict__ dtable /*[V,d]*/,
+                                      int n, int d) {
+  const int c = blockIdx.x;
+  const int p0 = c * kEmbChunk;
+  const int last = min(n, p0 + kEmbChunk) - 1;
+  const std::int32_t t = tok[last];
+  const bool into_next = last + 1 < n && tok[last + 1] == t;
+  const bool from_prev = p0 > 0 && tok[p0 - 1] == t;  // then the whole chunk continues a run
+  if (t < 0 || !into_next || from_prev) return;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+    float acc = tail[std::size_t(c) * d + j];
+    for (int k = c + 1;; ++k) {
+      acc += head[std::size_t(k) * d + j];
+      const int next = (k + 1) * kEmbChunk;
+      if (next >= n || tok[next] != t) break;
+    }
+    dtable[std::size_t(t) * d + j] += acc;
+  }
+}
+
+// Scratch layout of the embedding backward: sorted tokens, row indices in and out, head and
+// tail partials, then cub's temporary storage.
+struct EmbeddingScratch {
+  std::size_t tok = 0, rows_in = 0, rows_out = 0, head = 0, tail = 0, cub = 0, cub_bytes = 0, total = 0;
+};
+
+EmbeddingScratch embedding_scratch_layout(int n, int d) {
+  EmbeddingScratch s;
+  const std::size_t chunks = (std::size_t(n) + kEmbChunk - 1) / kEmbChunk;
+  std::size_t at = 0;
+  auto carve = [&](std::size_t bytes) {
+    const std::size_t here = at;
+    at += align256(bytes);
+    return here;
+  };
+  s.tok = carve(std::size_t(n) * 4);
+  s.rows_in = carve(std::size_t(n) * 4);
+  s.rows_out = carve(std::size_t(n) * 4);
+  s.head = carve(chunks * d * 4);
+  s.tail = carve(chunks * d * 4);
+  BTM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, s.cub_bytes, static_cast<const std::int32_t*>(nullptr),
+                                           static_cast<std::int32_t*>(nullptr), static_cast<const std::int32_t*>(nullptr),
+                                           static_cast<std::int32_t*>(nullptr), n));
+  s.cub = carve(s.cub_bytes);
+  s.total = at;
+  return s;
 }
 
 // ---- cross-entropy ------------------------------------------------------------------------
@@ -348,11 +450,29 @@ void launch_embedding_forward(cudaStream_t stream, const std::int32_t* tokens, c
   BTM_CUDA_LAUNCH();
 }
 
+std::size_t embedding_backward_scratch_bytes(int n, int d) {
+  return n > 0 && d > 0 ? embedding_scratch_layout(n, d).total : 0;
+}
+
 void launch_embedding_backward(cudaStream_t stream, const std::int32_t* tokens, const bf16* dx,
-                               float* dtable, int n, int d, unsigned long long* bad_token) {
-  const std::size_t total = std::size_t(n) * d;
-  if (total == 0) return;
-  embedding_backward_kernel<<<grid_for(total), kBlock, 0, stream>>>(tokens, dx, dtable, total, d, bad_token);
+                               float* dtable, int n, int d, unsigned long long* bad_token, void* scratch) {
+  if (n == 0 || d == 0) return;
+  const EmbeddingScratch s = embedding_scratch_layout(n, d);
+  char* base = static_cast<char*>(scratch);
+  auto* tok = reinterpret_cast<std::int32_t*>(base + s.tok);
+  auto* rows_in = reinterpret_cast<std::int32_t*>(base + s.rows_in);
+  auto* rows_out = reinterpret_cast<std::int32_t*>(base + s.rows_out);
+  auto* head = reinterpret_cast<float*>(base + s.head);
+  auto* tail = reinterpret_cast<float*>(base + s.tail);
+  embedding_rows_kernel<<<grid_for(std::size_t(n)), kBlock, 0, stream>>>(tokens, rows_in, n, bad_token);
+  BTM_CUDA_LAUNCH();
+  std::size_t cub_bytes = s.cub_bytes;
+  BTM_CUDA(cub::DeviceRadixSort::SortPairs(base + s.cub, cub_bytes, tokens, tok, rows_in, rows_out, n, 0,
+                                           int(sizeof(std::int32_t) * 8), stream));
+  const unsigned chunks = unsigned((n + kEmbChunk - 1) / kEmbChunk);
+  embedding_chunk_kernel<<<chunks, kEmbThreads, 0, stream>>>(tok, rows_out, dx, dtable, head, tail, n, d);
+  BTM_CUDA_LAUNCH();
+  embedding_runs_kernel<<<chunks, kEmbThreads, 0, stream>>>(tok, head, tail, dtable, n, d);
   BTM_CUDA_LAUNCH();
 }
 

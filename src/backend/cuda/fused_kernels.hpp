@@ -41,11 +41,14 @@ void launch_swiglu_backward(cudaStream_t stream, const bf16* da /*[n]*/, const b
 void launch_embedding_forward(cudaStream_t stream, const std::int32_t* tokens /*[n]*/,
                               const bf16* table /*[V,d]*/, bf16* x /*[n,d]*/, int n, int d,
                               unsigned long long* bad_token);
-// dtable[V,d] += dx rows scattered by token (fp32 atomics); negative tokens are skipped and
-// reported.
+// Scratch bytes launch_embedding_backward needs (sorted tokens and rows, partial sums).
+std::size_t embedding_backward_scratch_bytes(int n, int d);
+// dtable[V,d] += dx rows scattered by token, in a fixed order (bitwise reproducible, no
+// atomics): rows sorted by token, each token's rows summed in row order. Negative tokens are
+// skipped and reported.
 void launch_embedding_backward(cudaStream_t stream, const std::int32_t* tokens /*[n]*/,
                                const bf16* dx /*[n,d]*/, float* dtable /*[V,d]*/, int n, int d,
-                               unsigned long long* bad_token);
+                               unsigned long long* bad_token, void* scratch);
 
 // nll[n] = logsumexp(row) - row[target] by an online softmax over the row; target < 0 gives
 // nll 0 (and a zero gradient row); target >= vocab gives NaN and is reported. When
