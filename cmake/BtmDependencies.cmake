@@ -65,16 +65,36 @@ if(BTM_ENABLE_CUDA)
     set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
   endif()
   find_package(CUDAToolkit REQUIRED)
-  find_library(BTM_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ENV CUDNN_ROOT PATH_SUFFIXES lib lib64)
-  find_path(BTM_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV CUDNN_ROOT PATH_SUFFIXES include)
-  find_library(BTM_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_ROOT PATH_SUFFIXES lib lib64)
-  find_path(BTM_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_ROOT PATH_SUFFIXES include)
+  # cuDNN and NCCL: CUDNN_ROOT / NCCL_ROOT (install prefixes) first, then the CUDA toolkit,
+  # then the pip wheels (nvidia-cudnn-cu*, nvidia-nccl-cu*: <site-packages>/nvidia/{cudnn,nccl}
+  # with include/ and lib/) of the python3 on PATH. The wheels ship only the versioned
+  # libcudnn.so.9 / libnccl.so.2, hence the second names.
+  set(btm_pip_cudnn "")
+  set(btm_pip_nccl "")
+  find_program(BTM_PYTHON3 python3)
+  if(BTM_PYTHON3)
+    foreach(pkg cudnn nccl)
+      execute_process(COMMAND ${BTM_PYTHON3} -c "import nvidia.${pkg} as m; print(list(m.__path__)[0])"
+                      OUTPUT_VARIABLE btm_pip_${pkg} OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    endforeach()
+  endif()
+  find_library(BTM_CUDNN_LIBRARY NAMES cudnn libcudnn.so.9
+    HINTS ENV CUDNN_ROOT ENV CUDNN_PATH ${CUDAToolkit_LIBRARY_DIR} ${btm_pip_cudnn} PATH_SUFFIXES lib lib64)
+  find_path(BTM_CUDNN_INCLUDE_DIR cudnn.h
+    HINTS ENV CUDNN_ROOT ENV CUDNN_PATH ${CUDAToolkit_INCLUDE_DIRS} ${btm_pip_cudnn} PATH_SUFFIXES include)
+  find_library(BTM_NCCL_LIBRARY NAMES nccl libnccl.so.2
+    HINTS ENV NCCL_ROOT ENV NCCL_HOME ${CUDAToolkit_LIBRARY_DIR} ${btm_pip_nccl} PATH_SUFFIXES lib lib64)
+  find_path(BTM_NCCL_INCLUDE_DIR nccl.h
+    HINTS ENV NCCL_ROOT ENV NCCL_HOME ${CUDAToolkit_INCLUDE_DIRS} ${btm_pip_nccl} PATH_SUFFIXES include)
   foreach(v BTM_CUDNN_LIBRARY BTM_CUDNN_INCLUDE_DIR BTM_NCCL_LIBRARY BTM_NCCL_INCLUDE_DIR)
     if(NOT ${v})
       message(FATAL_ERROR "${v} not found: the cuda backend needs cuDNN 9 and NCCL "
-                          "(set CUDNN_ROOT / NCCL_ROOT to their install prefixes)")
+                          "(set CUDNN_ROOT / NCCL_ROOT to their install prefixes, or install the "
+                          "nvidia-cudnn-cu* / nvidia-nccl-cu* wheels into the python3 on PATH)")
     endif()
   endforeach()
+  message(STATUS "cuDNN: ${BTM_CUDNN_LIBRARY} (headers ${BTM_CUDNN_INCLUDE_DIR}); "
+                 "NCCL: ${BTM_NCCL_LIBRARY} (headers ${BTM_NCCL_INCLUDE_DIR})")
   # The graph API the cuda backend builds its attention on is cuDNN 9's.
   file(STRINGS "${BTM_CUDNN_INCLUDE_DIR}/cudnn_version.h" btm_cudnn_major REGEX "^#define CUDNN_MAJOR [0-9]+")
   string(REGEX REPLACE "^#define CUDNN_MAJOR ([0-9]+)" "\\1" btm_cudnn_major "${btm_cudnn_major}")
