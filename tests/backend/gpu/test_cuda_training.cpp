@@ -4,11 +4,14 @@
 // Trajectory bound. Step 1's loss is the forward pass at the initial weights, where the two
 // backends differ only by bf16 storage of activations (see test_cuda_model.cpp): relative
 // 1e-3. Later steps also see the bf16 gradients' effect on AdamW's updates, and the
-// differences compound. A float64 PyTorch model of this deck (fp32 master weights, AdamW,
-// clipping, warmup + cosine) run once exactly and once with bf16 rounding wherever the cuda
-// backend stores a compute tensor stayed within 0.75% relative of the exact loss at every
-// step over 4 seeds; the bound is 3% at every step, and the cuda loss must fall as the cpu
-// loss does.
+// differences compound. bf16_emulation.py runs a float64 PyTorch model of this deck (fp32
+// master weights, AdamW, clipping, warmup + cosine) once exactly and once with a bf16 rounding
+// wherever the cuda backend stores a compute tensor. At lr 5e-3 the two stayed within 0.15%
+// of each other at every step over 10 seeds; the bound is 2% at every step. (At the trainer
+// test's lr 1e-2 the runs are at the edge of stability: single steps differed by up to 7% and
+// then re-converged, so this deck uses 5e-3.) The cuda loss must also fall: the mean of the
+// last 5 steps below 0.7 x step 1 (the cpu backend reaches 0.53; the emulation's last step
+// 0.44-0.57 of its first).
 //
 // Exact resume. The trainer promises bitwise-identical results after an interrupt on the
 // same rank count. On a GPU that holds only when every kernel is deterministic: the cuda
@@ -38,10 +41,10 @@ namespace {
 
 constexpr int kSteps = 20;
 constexpr double kFirstStepRel = 1e-3;
-constexpr double kTrajectoryRel = 0.03;
+constexpr double kTrajectoryRel = 0.02;
 
-// The deck of tests/train/test_trainer.cpp: 2 layers, d = 32, 4 heads over 2 KV heads,
-// context 16, 4 micro batches of 2 per step.
+// The deck of tests/train/test_trainer.cpp (2 layers, d = 32, 4 heads over 2 KV heads,
+// context 16, 4 micro batches of 2 per step) with lr 5e-3.
 Deck tiny_deck(const std::filesystem::path& dir) {
   Deck deck;
   deck.run.out_dir = dir;
@@ -55,7 +58,7 @@ Deck tiny_deck(const std::filesystem::path& dir) {
   deck.model.vocab_size = 0;
   deck.train.micro_batch = 2;
   deck.train.global_batch = 8;
-  deck.train.lr = 1e-2;
+  deck.train.lr = 5e-3;
   deck.train.warmup_fraction = 0.1;
   deck.train.log_every = 5;
   deck.train.eval_every = 10;
@@ -137,7 +140,9 @@ TEST(CudaTraining, LossTrajectoryFollowsTheCpuBackendAndFalls) {
   const auto got = train_losses(*gpu, deck, data, "cuda.h5");
   expect_on_trajectory(got, want, kFirstStepRel, "cuda vs cpu");
   ASSERT_EQ(got.size(), std::size_t(kSteps));
-  EXPECT_LT(got.back(), 0.6 * got.front()) << "the cuda loss must fall";
+  double tail = 0;
+  for (int i = kSteps - 5; i < kSteps; ++i) tail += got[i] / 5;
+  EXPECT_LT(tail, 0.7 * got.front()) << "the cuda loss must fall";
   // Validation losses are computed on the device too.
   const auto gs = read_train_state(deck.run.out_dir / "cuda.h5");
   const auto cs = read_train_state(deck.run.out_dir / "cpu.h5");
