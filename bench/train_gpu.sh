@@ -116,6 +116,14 @@ if ! command -v mpicxx >/dev/null 2>&1 && [ -f "$ROOT/.devdeps/setup.sh" ]; then
   [ "$rc" = 0 ] || die ".devdeps/setup.sh failed (status $rc)"
 fi
 
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH=/usr/local/cuda/bin:$PATH
+fi
+if [ -z "${CUDACXX:-}" ] && command -v nvcc >/dev/null 2>&1; then
+  CUDACXX=$(command -v nvcc)
+  export CUDACXX
+fi
+
 # Prints the prefix holding lib*/LIB (a shared library, any version suffix) and include/HEADER,
 # searching $ROOT_VAR, the CUDA toolkit, the python package nvidia.PKG, then the file system.
 find_prefix() {
