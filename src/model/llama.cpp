@@ -242,17 +242,40 @@ void Llama::backward(int batch, int seq) {
   be.embedding_backward(A.tokens.i32(), A.dx.get(), G + layout_.embed(), n, d);
 }
 
-LossSum Llama::forward_backward(const std::int32_t* tokens, int batch, int seq, float grad_scale) {
+std::uint64_t Llama::accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale) {
   forward(tokens, batch, seq);
   Activations& A = *acts_;
   const int n = batch * seq;
   backend_.cross_entropy(A.logits.get(), A.targets.i32(), A.nll.f32(), n, config_.vocab_size, grad_scale);
   backward(batch, seq);
-  LossSum out;
-  out.nll = backend_.sum(A.nll.f32(), n);
-  for (int b = 0; b < batch; ++b) {
-    for (int t = 1; t <= seq; ++t) out.tokens += tokens[std::size_t(b) * (seq + 1) + t] >= 0;
+  if (nll_sum_.bytes() < std::size_t(n) * sizeof(float)) {
+    // Grow, keeping what earlier micro-batches of this step accumulated.
+    DeviceBuffer bigger(backend_, std::size_t(n) * sizeof(float));
+    if (nll_rows_ > 0) backend_.copy(bigger.get(), nll_sum_.get(), std::size_t(nll_rows_) * sizeof(float));
+    nll_sum_ = std::move(bigger);
   }
+  backend_.axpy(1.0f, A.nll.f32(), nll_sum_.f32(), n);
+  nll_rows_ = std::max(nll_rows_, n);
+  std::uint64_t targets = 0;
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 1; t <= seq; ++t) targets += tokens[std::size_t(b) * (seq + 1) + t] >= 0;
+  }
+  return targets;
+}
+
+double Llama::take_nll_sum() {
+  if (nll_rows_ == 0) return 0.0;
+  const double total = backend_.sum(nll_sum_.f32(), nll_rows_);
+  backend_.zero(nll_sum_.get(), std::size_t(nll_rows_) * sizeof(float));
+  nll_rows_ = 0;
+  return total;
+}
+
+LossSum Llama::forward_backward(const std::int32_t* tokens, int batch, int seq, float grad_scale) {
+  LossSum out;
+  take_nll_sum();  // a clean accumulator: this call reports its own batch only
+  out.tokens = accumulate_gradients(tokens, batch, seq, grad_scale);
+  out.nll = take_nll_sum();
   return out;
 }
 

@@ -1,11 +1,15 @@
 #include "btm/train/throughput.hpp"
 
 #include <chrono>
+#include <map>
+#include <string>
 
 namespace btm {
 
 double measured_peak_flops(Backend& backend) {
-  static double cached = 0;
+  // Per backend kind: a process may train on cpu and cuda (tests compare the two).
+  static std::map<std::string, double> cache;
+  double& cached = cache[backend.name()];
   if (cached > 0) return cached;
   // Large enough to reach the BLAS / tensor-core plateau, small enough to take < 0.5 s.
   const int n = backend.compute_dtype() == DType::f32 ? 768 : 8192;

@@ -177,8 +177,9 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
     double sums[2] = {0, StopSignals::requested() ? 1.0 : 0.0};
     for (int i = 0; i < local; i += tc.micro_batch) {
       const int nb = std::min(tc.micro_batch, local - i);
-      sums[0] += model.forward_backward(tokens.data() + std::size_t(i) * (ctx + 1), nb, ctx, grad_scale).nll;
+      model.accumulate_gradients(tokens.data() + std::size_t(i) * (ctx + 1), nb, ctx, grad_scale);
     }
+    sums[0] = model.take_nll_sum();
     if (comm.size() > 1) reducer->sum(model.grads(), model.layout().total());
     comm.allreduce_sum(sums, 2);
     const std::int64_t step = state.step + 1;

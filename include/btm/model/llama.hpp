@@ -46,6 +46,11 @@ class Llama {
   // tokens: host int32 [batch, seq+1]; inputs are [:, :-1], targets [:, 1:] (< 0: ignored).
   // Adds grad_scale * d(sum of NLL)/d(params) into grads(). Returns the NLL sum over targets.
   LossSum forward_backward(const std::int32_t* tokens, int batch, int seq, float grad_scale);
+  // The same without waiting for the device: the NLL stays in a device accumulator that
+  // take_nll_sum() reads (one synchronisation per optimizer step, not per micro-batch).
+  // Returns the number of targets counted.
+  std::uint64_t accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale);
+  double take_nll_sum();
   // Per-token NLL, host [batch, seq] (0 for ignored targets). No gradients.
   void token_nll(const std::int32_t* tokens, int batch, int seq, float* nll);
 
@@ -68,6 +73,8 @@ class Llama {
   ParamLayout layout_;
   Backend& backend_;
   DeviceBuffer params_, grads_, compute_params_;
+  DeviceBuffer nll_sum_;  // f32 [rows]: per-position NLL summed over micro-batches
+  int nll_rows_ = 0;      // rows of nll_sum_ written since the last take_nll_sum()
   std::unique_ptr<Activations> acts_;
   std::unique_ptr<Cache> cache_;
   int cache_len_ = 0;

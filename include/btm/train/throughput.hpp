@@ -5,7 +5,7 @@
 
 namespace btm {
 
-// FLOP/s of a square GEMM on `backend`, measured once per process and cached.
+// FLOP/s of a square GEMM on `backend`, measured once per process and backend kind.
 double measured_peak_flops(Backend& backend);
 
 }  // namespace btm
