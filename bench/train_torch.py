@@ -24,6 +24,9 @@ BLAS thread per rank).
 After --warmup-steps untimed steps, --steps steps are timed; rank 0 prints one line:
     impl=pytorch ranks=P step_time_s=... tok/s=... loss=...
 tok/s counts every rank's tokens; loss is the last timed step's loss averaged over ranks.
+With --log-every K, every K-th timed step also prints
+    step=S loss=... lr=... grad_norm=... step_time_s=... tok/s=...
+with rank 0's time for that step alone (as btm's per-step tok/s), for medians.
 """
 import argparse
 import math
@@ -79,7 +82,9 @@ def parse_args(argv=None):
     b.add_argument("--attention", choices=("sdpa", "manual"), default="sdpa",
                    help="sdpa: torch 1.13's F._scaled_dot_product_attention(is_causal); "
                         "manual: baddbmm + masked softmax")
-    b.add_argument("--log-every", type=int, default=0, help="rank 0 prints step=... lines")
+    b.add_argument("--log-every", type=int, default=0,
+                   help="rank 0 prints step=... lines of the timed steps, with each step's "
+                        "time and tok/s")
     args = ap.parse_args(argv)
     for name in ("hidden", "layers", "heads", "context", "micro_batch", "grad_accum", "steps",
                  "threads"):
@@ -425,12 +430,16 @@ def main():
     if size > 1:
         dist.barrier()
     t0, c0 = time.perf_counter(), time.process_time()
+    step_tokens = size * args.micro_batch * args.grad_accum * args.context
     for i in range(args.steps):
         step = args.warmup_steps + i
+        ts = time.perf_counter()
         loss, norm = train_step(step)
+        dt = time.perf_counter() - ts  # rank 0's step, as btm times its steps
         if args.log_every and rank == 0 and (i + 1) % args.log_every == 0:
             print(f"step={step + 1} loss={loss:.4f} lr={lr_at(step, args, total):.3e} "
-                  f"grad_norm={norm:.3f}", flush=True)
+                  f"grad_norm={norm:.3f} step_time_s={dt:.4f} tok/s={step_tokens / dt:.1f}",
+                  flush=True)
     if size > 1:
         dist.barrier()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
