@@ -28,6 +28,9 @@ std::vector<std::string> train_domains_of(const Deck& deck, const Dataset& data)
 std::vector<std::string> expert_names_of(const Deck& deck, const Dataset& data);
 std::vector<std::string> eval_domains_of(const Deck& deck, const Dataset& data);
 
+// Throws when a name in `phases` is not one of kAllPhases (before any work or output).
+void check_phase_names(const std::vector<std::string>& phases);
+
 // Runs `phases` (names from kAllPhases) in pipeline order; stops after an interrupted one.
 // Returns false when a phase was interrupted.
 bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world);

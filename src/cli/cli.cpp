@@ -90,10 +90,12 @@ DeckArgs parse_deck_args(const std::string& command, const std::vector<std::stri
 int command_run(const std::vector<std::string>& args) {
   DeckArgs a = parse_deck_args("run", args);
   Deck deck = load_deck(a.deck, a.overrides);
+  const std::vector<std::string> phases = a.phases.empty() ? deck.run.phases : a.phases;
+  check_phase_names(phases);
   Comm world = Comm::world();
   log_root("# btm " BTM_VERSION " run " + a.deck + " on " + std::to_string(world.size()) + " rank(s)");
   log_root("# resolved deck:\n" + to_toml(deck));
-  const bool finished = run_phases(deck, a.phases.empty() ? deck.run.phases : a.phases, world);
+  const bool finished = run_phases(deck, phases, world);
   // EX_TEMPFAIL: a stop signal interrupted training; the same command resumes it.
   return finished ? 0 : 75;
 }

@@ -6,7 +6,7 @@
 
 namespace btm {
 
-bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world) {
+void check_phase_names(const std::vector<std::string>& phases) {
   for (const auto& p : phases) {
     if (std::find(kAllPhases.begin(), kAllPhases.end(), p) == kAllPhases.end()) {
       std::string all;
@@ -14,6 +14,10 @@ bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const 
       throw Error("unknown phase '" + p + "'; expected one of: " + all);
     }
   }
+}
+
+bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world) {
+  check_phase_names(phases);
   for (const auto& phase : kAllPhases) {
     if (std::find(phases.begin(), phases.end(), phase) == phases.end()) continue;
     log_root("# phase " + phase);
