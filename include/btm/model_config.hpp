@@ -27,6 +27,9 @@ struct ModelConfig {
   void validate() const;
   // Stable hash of every field that changes the parameter shapes or the function computed.
   std::string architecture_hash() const;
+  // The fields of architecture_hash() that differ from `other`, as
+  // "hidden_size 128 vs 64, vocab_size 4096 vs 2048"; empty when the architectures match.
+  std::string architecture_differences(const ModelConfig& other) const;
 };
 
 }  // namespace btm

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "btm/error.hpp"
 
@@ -36,20 +38,53 @@ void ModelConfig::validate() const {
   if (!(initializer_range > 0)) bad("initializer_range", "must be positive");
 }
 
+namespace {
+
+// (Hugging Face key, value) of every field that changes the parameter shapes or the function.
+std::vector<std::pair<std::string, std::string>> architecture_fields(const ModelConfig& c) {
+  auto num = [](double v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+  };
+  return {{"hidden_size", std::to_string(c.hidden_size)},
+          {"intermediate_size", std::to_string(c.resolved_intermediate_size())},
+          {"num_hidden_layers", std::to_string(c.num_hidden_layers)},
+          {"num_attention_heads", std::to_string(c.num_attention_heads)},
+          {"num_key_value_heads", std::to_string(c.kv_heads())},
+          {"vocab_size", std::to_string(c.vocab_size)},
+          {"rope_theta", num(c.rope_theta)},
+          {"rms_norm_eps", num(c.rms_norm_eps)},
+          {"tie_word_embeddings", c.tie_word_embeddings ? "1" : "0"}};
+}
+
+}  // namespace
+
 std::string ModelConfig::architecture_hash() const {
-  std::ostringstream s;
-  s << "llama:d=" << hidden_size << ":f=" << resolved_intermediate_size() << ":l=" << num_hidden_layers
-    << ":h=" << num_attention_heads << ":kv=" << kv_heads() << ":v=" << vocab_size
-    << ":theta=" << rope_theta << ":eps=" << rms_norm_eps << ":tied=" << tie_word_embeddings;
+  // The historical key string (hashes in existing forests stay valid).
+  const auto f = architecture_fields(*this);
+  const char* tags[] = {"d", "f", "l", "h", "kv", "v", "theta", "eps", "tied"};
+  std::string key = "llama";
+  for (std::size_t i = 0; i < f.size(); ++i) key += std::string(":") + tags[i] + "=" + f[i].second;
   // FNV-1a, printed as 16 hex digits: short enough to show, stable across platforms.
   std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s.str()) {
+  for (unsigned char c : key) {
     h ^= c;
     h *= 1099511628211ull;
   }
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;
+}
+
+std::string ModelConfig::architecture_differences(const ModelConfig& other) const {
+  const auto mine = architecture_fields(*this), theirs = architecture_fields(other);
+  std::string out;
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    if (mine[i].second == theirs[i].second) continue;
+    out += (out.empty() ? "" : ", ") + mine[i].first + " " + mine[i].second + " vs " + theirs[i].second;
+  }
+  return out;
 }
 
 }  // namespace btm

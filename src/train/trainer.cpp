@@ -31,6 +31,21 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
+// A file that is skipped as finished or resumed must be the model the deck describes, on
+// data.h5's tokenizer: otherwise later phases would quietly use another model.
+void require_same_model(const std::filesystem::path& file, const ModelConfig& config, const Dataset& data) {
+  const h5::File f(file, h5::File::Mode::read);
+  const std::string diff = read_model_config(f).architecture_differences(config);
+  if (!diff.empty()) {
+    throw Error(file.string() + " holds another architecture than the deck's [model] (file vs deck: " + diff +
+                "); delete it to train it again, or restore the deck's model settings");
+  }
+  if (read_tokenizer(f).model != data.tokenizer_model()) {
+    throw Error(file.string() + " was trained with another tokenizer than " + data.path().string() +
+                "; delete it to train it again, or use the data.h5 it was trained on");
+  }
+}
+
 }  // namespace
 
 ModelConfig resolve_model_config(const Deck& deck, const Dataset& data) {
@@ -87,6 +102,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   TokenizerBlob tokenizer{data.tokenizer_model(), data.vocab_size(), data.bos_id(), data.eos_id()};
 
   if (std::filesystem::exists(job.file)) {
+    require_same_model(job.file, config, data);
     if (model_is_complete(job.file)) {
       const TrainState done = read_train_state(job.file);
       log("status=skipped reason=complete steps=" + std::to_string(done.step) + " file=" + job.file.string());
@@ -97,11 +113,6 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
       return TrainOutcome::already_complete;
     }
     Checkpoint ck = load_checkpoint(job.file);
-    if (ck.model.config.architecture_hash() != config.architecture_hash()) {
-      throw Error(job.file.string() + " is a checkpoint of a different architecture than the deck's [model] (" +
-                  ck.model.config.architecture_hash() + " vs " + config.architecture_hash() +
-                  "); delete it or restore the deck's model settings");
-    }
     if (ck.state.cursor_domains != job.domains) {
       throw Error(job.file.string() + " was trained on other domains than the deck now lists; delete it to start over");
     }

@@ -12,9 +12,10 @@ namespace btm::test {
 
 // Domain d's stream repeats a domain-specific cycle with noise: a model can learn it.
 inline void write_synthetic_data(const std::filesystem::path& path, const std::vector<std::string>& domains,
-                                 int vocab, std::size_t tokens_per_split, std::uint64_t seed) {
+                                 int vocab, std::size_t tokens_per_split, std::uint64_t seed,
+                                 const std::string& tokenizer_bytes = "test") {
   h5::File f(path, h5::File::Mode::create);
-  std::vector<std::uint8_t> model_bytes = {'t', 'e', 's', 't'};
+  std::vector<std::uint8_t> model_bytes(tokenizer_bytes.begin(), tokenizer_bytes.end());
   f.write<std::uint8_t>("/tokenizer/model", model_bytes);
   f.set_attr<std::int64_t>("/tokenizer/model", "vocab_size", vocab);
   f.set_attr<std::int64_t>("/tokenizer/model", "bos_id", 1);

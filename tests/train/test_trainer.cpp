@@ -155,3 +155,49 @@ TEST(Trainer, ResumingWithAnotherArchitectureIsRefused) {
   deck.model.intermediate_size = 96;
   EXPECT_THROW(btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start), btm::Error);
 }
+
+std::string train_error(const btm::Deck& deck, const btm::Dataset& data, const btm::TrainJob& job) {
+  auto backend = btm::make_backend("cpu");
+  try {
+    btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start);
+  } catch (const btm::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Trainer, AFinishedModelOfAnotherArchitectureIsNotSkippedAsDone) {
+  auto dir = make_data("trainer_done_arch");
+  auto deck = tiny_deck(dir);
+  btm::Dataset data(dir / "data.h5");
+  auto job = tiny_job(deck, "done.h5", 3);
+  auto backend = btm::make_backend("cpu");
+  ASSERT_EQ(btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start),
+            btm::TrainOutcome::completed);
+  btm::Comm::world().barrier();
+  deck.model.num_hidden_layers = 3;
+  const std::string err = train_error(deck, data, job);
+  EXPECT_NE(err.find("done.h5 holds another architecture than the deck's [model] (file vs deck: "
+                     "num_hidden_layers 2 vs 3)"), std::string::npos) << err;
+  EXPECT_TRUE(btm::read_train_state(job.file).complete);  // the finished model is left alone
+}
+
+TEST(Trainer, AModelTrainedOnAnotherTokenizerIsRefused) {
+  auto dir = make_data("trainer_tokenizer");
+  auto deck = tiny_deck(dir);
+  auto job = tiny_job(deck, "tok.h5", 3);
+  {
+    btm::Dataset data(dir / "data.h5");
+    auto backend = btm::make_backend("cpu");
+    btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start);
+  }
+  btm::Comm::world().barrier();
+  // The same domains re-prepared with another tokenizer (same vocabulary size).
+  if (btm::Comm::world().is_root()) {
+    btm::test::write_synthetic_data(dir / "other.h5", {"alpha", "beta"}, 40, 20000, 6, "another tokenizer");
+  }
+  btm::Comm::world().barrier();
+  btm::Dataset other(dir / "other.h5");
+  const std::string err = train_error(deck, other, job);
+  EXPECT_NE(err.find("tok.h5 was trained with another tokenizer than"), std::string::npos) << err;
+}
