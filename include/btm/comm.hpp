@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ class Comm {
   std::int64_t allreduce_max(std::int64_t value) const;
   // True on every rank when any rank passes true.
   bool any(bool flag) const;
+  // any(), for ranks that may wait long for the others: polls (sleeping in between, so a
+  // waiting rank leaves its core free) and calls `waiting(seconds_waited)` when the others
+  // are not there after min(5 s, report_every_s), then every `report_every_s` seconds.
+  bool any_waiting(bool flag, double report_every_s, const std::function<void(double)>& waiting) const;
   void broadcast(std::string& value, int root = 0) const;
   void broadcast(void* data, std::size_t bytes, int root = 0) const;
   std::uint64_t exclusive_prefix_sum(std::uint64_t value) const;

@@ -27,6 +27,17 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
 // user in the error when there is no finished seed.
 StartPoint branch_from_seed(const Deck& deck, const std::string& who);
 
+// The model file of a forest entry, checked to be a finished model: a missing file or an
+// interrupted checkpoint in its place is an error naming the expert, never used silently.
+std::filesystem::path finished_expert_file(const Forest& forest, const ForestEntry& entry);
+
+// `btm forest add`: registers the finished model file `model` in the forest (under `name`
+// and `domain` when not empty, else its own), refusing a model that is unfinished, a
+// phase's name (seed, baseline), a name already there unless `replace`, or another
+// architecture or tokenizer than the forest's experts. Returns the new entry.
+ForestEntry add_expert_file(const std::filesystem::path& forest_file, const std::filesystem::path& model,
+                            const std::string& name, const std::string& domain, bool replace);
+
 // The manifest row of a finished expert file (name, domain, parent, tokens, architecture).
 ForestEntry forest_entry_of(const std::filesystem::path& model_file, const std::filesystem::path& forest_file);
 

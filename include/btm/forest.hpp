@@ -39,11 +39,12 @@ class Forest {
   // register experts as they finish, the manifest ends up in the deck's order.
   void order_as(const std::vector<std::string>& names);
   std::string architecture() const;      // "" when empty
+  const std::filesystem::path& path() const { return path_; }
   // The entry's model file as a path usable from the working directory.
   std::filesystem::path resolve(const ForestEntry& entry) const;
 
  private:
-  std::filesystem::path folder_;  // forest.h5's folder
+  std::filesystem::path path_;  // forest.h5
   std::vector<ForestEntry> experts_;
 };
 

@@ -13,8 +13,9 @@ namespace btm {
 
 // Steps of a training phase: ceil(tokens / (global_batch * context)), at least 1.
 std::uint64_t phase_steps(std::uint64_t tokens, const TrainConfig& train, int context);
-// Tokens the baseline trains on (baseline.tokens, or experts.tokens * experts).
-std::uint64_t baseline_tokens(const Deck& deck);
+// Tokens the baseline trains on: baseline.tokens, or (compute matched) the tokens that
+// `num_experts` experts really train — experts.tokens rounded up to whole steps, each.
+std::uint64_t baseline_tokens(const Deck& deck, std::size_t num_experts);
 
 void print_plan(const Deck& deck, int world_size, std::ostream& out);
 

@@ -6,7 +6,6 @@
 #include "btm/error.hpp"
 #include "btm/expert_training.hpp"
 #include "btm/forest.hpp"
-#include "btm/train/checkpoint.hpp"
 #include "cli/commands.hpp"
 
 namespace btm {
@@ -15,8 +14,9 @@ namespace {
 
 const char* kForestUsage = R"(usage:
   btm forest list FOREST.h5
-  btm forest add FOREST.h5 MODEL.h5 [--name NAME] [--domain DOMAIN]
-      Register a finished expert model file (its architecture must match the forest's).
+  btm forest add FOREST.h5 MODEL.h5 [--name NAME] [--domain DOMAIN] [--replace]
+      Register a finished expert model file (its architecture and tokenizer must match
+      the forest's). An existing expert of the same name is replaced only with --replace.
   btm forest remove FOREST.h5 NAME
       Drop an expert from the manifest (its model file is left in place).
 )";
@@ -57,21 +57,17 @@ int command_forest(const std::vector<std::string>& args) {
   }
   if (verb == "add") {
     std::string model, name, domain;
+    bool replace = false;
     for (std::size_t i = 2; i < args.size(); ++i) {
-      if (args[i] == "--name" && i + 1 < args.size()) name = args[++i];
+      if (args[i] == "--replace") replace = true;
+      else if (args[i] == "--name" && i + 1 < args.size()) name = args[++i];
       else if (args[i] == "--domain" && i + 1 < args.size()) domain = args[++i];
       else if (args[i].rfind("--", 0) == 0) throw Error("btm forest add: unknown option " + args[i] + "\n" + kForestUsage);
       else if (model.empty()) model = args[i];
       else throw Error("btm forest add: unexpected argument '" + args[i] + "'");
     }
     if (model.empty()) throw Error("btm forest add: missing MODEL.h5\n" + std::string(kForestUsage));
-    if (!model_is_complete(model)) {
-      throw Error(model + " is not a finished model (missing, or a training checkpoint that has not reached its last step)");
-    }
-    ForestEntry entry = forest_entry_of(model, forest_file);
-    if (!name.empty()) entry.name = name;
-    if (!domain.empty()) entry.domain = domain;
-    Forest::update(forest_file, [&](Forest& f) { f.add(entry); });
+    const ForestEntry entry = add_expert_file(forest_file, model, name, domain, replace);
     std::cout << "added '" << entry.name << "' (" << entry.file << ") to " << forest_file.string() << "\n";
     return 0;
   }

@@ -179,7 +179,7 @@ void print_training(const Deck& deck, int world_size, std::ostream& out) {
     row("experts", deck.experts.tokens, deck.experts.train, lo, hi);
   }
   if (has(phases, "baseline") && deck.baseline.enabled && !experts.empty()) {
-    row("baseline", baseline_tokens(deck), deck.baseline.train, world_size, world_size);
+    row("baseline", baseline_tokens(deck, experts.size()), deck.baseline.train, world_size, world_size);
   }
   t.print(out);
   if (has(phases, "experts")) {
@@ -193,7 +193,8 @@ void print_training(const Deck& deck, int world_size, std::ostream& out) {
     out << "  baseline: dense, "
         << (deck.baseline.tokens > 0 ? "baseline.tokens"
             : experts.empty()         ? "experts.tokens x the number of experts (known after prepare)"
-                                      : "compute-matched: experts.tokens x " + std::to_string(experts.size()) + " experts")
+                                      : "compute-matched: the " + std::to_string(experts.size()) +
+                                            " experts' tokens (whole steps)")
         << "\n";
   }
   if (has(phases, "seed")) out << "  seed: mixing " << deck.seed.mixing << " over the training domains\n";
@@ -282,9 +283,11 @@ std::uint64_t phase_steps(std::uint64_t tokens, const TrainConfig& train, int co
   return std::max<std::uint64_t>(1, (tokens + per_step - 1) / per_step);
 }
 
-std::uint64_t baseline_tokens(const Deck& deck) {
+std::uint64_t baseline_tokens(const Deck& deck, std::size_t num_experts) {
   if (deck.baseline.tokens > 0) return deck.baseline.tokens;
-  return deck.experts.tokens * deck.expert_domains().size();
+  const int context = deck.model.max_position_embeddings;
+  const std::uint64_t per_step = std::uint64_t(deck.experts.train.global_batch) * std::uint64_t(context);
+  return num_experts * phase_steps(deck.experts.tokens, deck.experts.train, context) * per_step;
 }
 
 void print_plan(const Deck& deck, int world_size, std::ostream& out) {

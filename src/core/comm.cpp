@@ -1,5 +1,8 @@
 #include "btm/comm.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 #include "btm/error.hpp"
@@ -42,6 +45,24 @@ bool Comm::any(bool flag) const {
   int v = flag ? 1 : 0;
   BTM_MPI(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LOR, comm_));
   return v != 0;
+}
+
+bool Comm::any_waiting(bool flag, double report_every_s, const std::function<void(double)>& waiting) const {
+  int in = flag ? 1 : 0, out = 0, done = 0;
+  MPI_Request request;
+  BTM_MPI(MPI_Iallreduce(&in, &out, 1, MPI_INT, MPI_LOR, comm_, &request));
+  const auto start = std::chrono::steady_clock::now();
+  double next_report = std::min(5.0, report_every_s);
+  for (;;) {
+    BTM_MPI(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return out != 0;
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited >= next_report) {
+      waiting(waited);
+      next_report = waited + report_every_s;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 void Comm::broadcast(std::string& value, int root) const {

@@ -7,6 +7,7 @@
 
 #include "btm/error.hpp"
 #include "btm/eval/evaluate.hpp"
+#include "btm/expert_training.hpp"
 #include "btm/forest.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
@@ -55,18 +56,14 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
               ": the experts phase did not run; skipping the experts and the ensembles");
   } else {
     for (const auto& e : forest.experts()) {
-      const std::filesystem::path file = forest.resolve(e);
-      if (!std::filesystem::exists(file)) {
-        throw Error(deck.forest_file().string() + " lists expert \"" + e.name + "\" with file " + file.string() +
-                    ", which does not exist; restore it or remove the expert (btm forest remove)");
-      }
-      plan.experts.push_back({e.name, e.domain, file});
+      plan.experts.push_back({e.name, e.domain, finished_expert_file(forest, e)});
     }
     plan.ensembles = deck.eval.ensembles;
   }
 
-  // Averages, with the names the average phase gives them.
-  if (usable(deck.average_file("uniform"), "uniform average", deck.average.uniform)) {
+  // The averages the deck asks for (files of averages it no longer lists are left out),
+  // with the names the average phase gives them.
+  if (deck.average.uniform && usable(deck.average_file("uniform"), "uniform average", true)) {
     plan.averages.push_back({"avg-uniform", deck.average_file("uniform"), {}});
   }
   for (const auto& w : deck.average.weighted) {
@@ -75,12 +72,12 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
     }
   }
   std::vector<std::string> missing;
-  for (const auto& d : plan.domains()) {
+  for (const auto& d : deck.average.posterior ? plan.domains() : std::vector<std::string>{}) {
     const auto file = deck.average_file("posterior-" + d);
     if (usable(file, "posterior average for " + d, false)) plan.averages.push_back({"avg-posterior", file, {d}});
     else missing.push_back(d);
   }
-  if (deck.average.posterior && !missing.empty()) {
+  if (!missing.empty()) {
     std::string list;
     for (const auto& d : missing) list += (list.empty() ? "" : ", ") + d;
     warn_root("eval: no posterior average for " + list + " (" + deck.average_file("posterior-<domain>").string() +

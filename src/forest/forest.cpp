@@ -15,7 +15,7 @@ namespace btm {
 
 Forest Forest::load(const std::filesystem::path& path) {
   Forest forest;
-  forest.folder_ = path.parent_path();
+  forest.path_ = path;
   if (!std::filesystem::exists(path)) return forest;
   h5::File f = h5::open_for_read(path, "a forest manifest (forest.h5)");
   if (!f.exists("/experts/name")) throw Error(path.string() + ": not a forest manifest (no /experts/name)");
@@ -126,7 +126,7 @@ void Forest::order_as(const std::vector<std::string>& names) {
 
 std::filesystem::path Forest::resolve(const ForestEntry& entry) const {
   std::filesystem::path p(entry.file);
-  return p.is_absolute() ? p : folder_ / p;
+  return p.is_absolute() ? p : path_.parent_path() / p;
 }
 
 }  // namespace btm

@@ -8,6 +8,7 @@
 #include "btm/data/dataset.hpp"
 #include "btm/error.hpp"
 #include "btm/eval/domain_posterior.hpp"
+#include "btm/expert_training.hpp"
 #include "btm/forest.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
@@ -40,7 +41,7 @@ void run_average(const Deck& deck, const Comm& world) {
   std::vector<std::filesystem::path> files;
   std::vector<std::string> names;
   for (const auto& e : forest.experts()) {
-    files.push_back(forest.resolve(e));
+    files.push_back(finished_expert_file(forest, e));
     names.push_back(e.name);
   }
   // Uniform and explicit averages: rank 0 (I/O bound, one tensor at a time).

@@ -5,6 +5,7 @@
 #include "btm/expert_training.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
+#include "btm/plan.hpp"
 
 namespace btm {
 
@@ -22,8 +23,7 @@ PhaseStatus run_baseline(const Deck& deck, const Comm& world) {
   job.domains = train_domains_of(deck, data);
   job.mixing = deck.baseline.mixing;
   job.valid_domains = job.domains;
-  job.tokens = deck.baseline.tokens > 0 ? deck.baseline.tokens
-                                        : deck.experts.tokens * expert_names_of(deck, data).size();
+  job.tokens = baseline_tokens(deck, expert_names_of(deck, data).size());
   job.train = deck.baseline.train;
   // Branched like each expert (same optimizer policy), so only the data differs.
   auto start = [&] { return branch_from_seed(deck, "the baseline"); };

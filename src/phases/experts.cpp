@@ -26,7 +26,7 @@ StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend,
     std::vector<std::string> names;
     for (const auto& e : forest.experts()) {
       if (e.name == expert) continue;
-      files.push_back(forest.resolve(e));
+      files.push_back(finished_expert_file(forest, e));
       names.push_back(e.name);
     }
     if (files.empty()) {
@@ -45,6 +45,10 @@ StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend,
     }
     parent << ")";
     sp.parent = parent.str();
+    if (!deck.experts.reset_optimizer && group.is_root()) {
+      log_line("phase=experts model=" + expert + " note: a posterior average has no optimizer state; "
+               "AdamW starts from zero moments (experts.reset_optimizer = false applies to seed and named-expert branches)");
+    }
     return sp;
   }
   // A named expert of the forest.
@@ -53,7 +57,16 @@ StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend,
     throw Error("experts.init = \"" + init + "\" is neither \"seed\", \"posterior_average\" nor an expert of " +
                 deck.forest_file().string());
   }
-  sp.params = load_model(forest.resolve(*e)).params;
+  const std::filesystem::path file = finished_expert_file(forest, *e);
+  if (deck.experts.reset_optimizer) {
+    sp.params = load_model(file).params;
+  } else {
+    Checkpoint parent = load_checkpoint(file);
+    sp.params = std::move(parent.model.params);
+    sp.m = std::move(parent.m);
+    sp.v = std::move(parent.v);
+    sp.adam_steps = parent.state.adam_step_offset + parent.state.step;
+  }
   sp.parent = init;
   return sp;
 }
@@ -70,6 +83,7 @@ StartPoint branch_from_seed(const Deck& deck, const std::string& who) {
   if (!deck.experts.reset_optimizer) {
     sp.m = std::move(seed.m);
     sp.v = std::move(seed.v);
+    sp.adam_steps = seed.state.adam_step_offset + seed.state.step;
   }
   sp.parent = "seed";
   return sp;
@@ -89,16 +103,32 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
     job.tokens = deck.experts.tokens;
     job.train = deck.experts.train;
     auto start = [&] { return branch_point(deck, data, backend, group, name, forest); };
-    if (train_model(deck, data, backend, group, job, start, control) == TrainOutcome::interrupted) {
-      return PhaseStatus::interrupted;
-    }
+    const TrainOutcome outcome = train_model(deck, data, backend, group, job, start, control);
+    if (outcome == TrainOutcome::interrupted) return PhaseStatus::interrupted;
     // Registered at once by the group's leader (under the manifest's file lock): if another
     // group dies later, every expert finished so far is already in the forest.
     if (group.is_root()) {
+      if (outcome == TrainOutcome::already_complete && !forest.find(name)) {
+        log_line("phase=experts model=" + name + " note: finished but not in " + deck.forest_file().string() +
+                 " (removed?): registered again, as the deck lists it; drop it from experts.domains to keep it out");
+      }
       Forest::update(deck.forest_file(), [&](Forest& f) { f.add(forest_entry_of(job.file, deck.forest_file())); });
     }
   }
   return PhaseStatus::done;
+}
+
+std::filesystem::path finished_expert_file(const Forest& forest, const ForestEntry& entry) {
+  const std::filesystem::path file = forest.resolve(entry);
+  const std::string where = forest.path().string() + " lists expert \"" + entry.name + "\" with file " + file.string();
+  if (!std::filesystem::exists(file)) {
+    throw Error(where + ", which does not exist; restore it or remove the expert (btm forest remove)");
+  }
+  if (!model_is_complete(file)) {
+    throw Error(where + ", which is an unfinished training checkpoint; finish it (btm run DECK --phases experts) "
+                "or remove the expert (btm forest remove)");
+  }
+  return file;
 }
 
 ForestEntry forest_entry_of(const std::filesystem::path& model_file, const std::filesystem::path& forest_file) {
@@ -116,6 +146,39 @@ ForestEntry forest_entry_of(const std::filesystem::path& model_file, const std::
   const auto rel = abs.lexically_relative(folder);
   e.file = (!rel.empty() && rel.native().rfind("..", 0) != 0) ? rel.string() : abs.string();
   return e;
+}
+
+ForestEntry add_expert_file(const std::filesystem::path& forest_file, const std::filesystem::path& model,
+                            const std::string& name, const std::string& domain, bool replace) {
+  if (!model_is_complete(model)) {
+    throw Error(model.string() +
+                " is not a finished model (missing, or a training checkpoint that has not reached its last step)");
+  }
+  ForestEntry entry = forest_entry_of(model, forest_file);
+  if (!name.empty()) entry.name = name;
+  if (!domain.empty()) entry.domain = domain;
+  if (entry.name == "seed" || entry.name == "baseline") {
+    throw Error("'" + entry.name + "' is the name of a phase's model; give the expert another name (--name)");
+  }
+  const std::string tokenizer = read_tokenizer(h5::open_for_read(model, "a model file")).model;
+  Forest::update(forest_file, [&](Forest& f) {
+    if (const ForestEntry* old = f.find(entry.name); old && !replace) {
+      throw Error(forest_file.string() + " already has an expert named '" + entry.name + "' (" + old->file +
+                  "); choose another name (--name), or replace it (--replace)");
+    }
+    // One other expert stands for the forest's tokenizer: each was checked when it came in.
+    for (const auto& e : f.experts()) {
+      const auto other = f.resolve(e);
+      if (e.name == entry.name || !std::filesystem::exists(other)) continue;
+      if (read_tokenizer(h5::open_for_read(other, "an expert model file")).model != tokenizer) {
+        throw Error(model.string() + " uses another tokenizer than the forest's experts (e.g. '" + e.name + "', " +
+                    other.string() + "); experts of one forest must share a tokenizer");
+      }
+      break;
+    }
+    f.add(entry);
+  });
+  return entry;
 }
 
 PhaseStatus run_experts(const Deck& deck, const Comm& world) {
@@ -139,8 +202,16 @@ PhaseStatus run_experts(const Deck& deck, const Comm& world) {
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
   const PhaseStatus status = train_group_experts(deck, data, *backend, group.view(), mine, forest);
 
-  // Groups meet again only here, after all their training.
-  const bool interrupted = world.any(status == PhaseStatus::interrupted);
+  // Groups meet again only here, after all their training. A group that finishes first
+  // says so: if another group's rank died, nothing but stopping the job ends this wait.
+  const bool interrupted = world.any_waiting(status == PhaseStatus::interrupted, 600.0, [&](double waited) {
+    if (!group.view().is_root()) return;
+    log_line("phase=experts group=" + std::to_string(g) + " status=waiting seconds=" +
+             std::to_string(static_cast<long long>(waited)) +
+             " note: this group's experts are finished and registered in " + deck.forest_file().string() +
+             "; waiting for the other groups (if one of their ranks died, stop the job: a re-run skips every "
+             "finished expert)");
+  });
   if (world.is_root()) {
     const Forest now = Forest::update(deck.forest_file(), [&](Forest& f) { f.order_as(experts); });
     log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(now.experts().size()));

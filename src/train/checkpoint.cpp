@@ -10,6 +10,7 @@ void write_state(h5::File& f, const TrainState& s) {
   f.create_group("/train");
   f.set_attr<std::int64_t>("/train", "step", s.step);
   f.set_attr<std::int64_t>("/train", "total_steps", s.total_steps);
+  f.set_attr<std::int64_t>("/train", "adam_step_offset", s.adam_step_offset);
   f.set_attr<std::uint64_t>("/train", "tokens", s.tokens);
   f.set_attr<std::uint64_t>("/train", "data_seed", s.data_seed);
   f.set_attr<std::uint64_t>("/train", "cursor_sample", s.cursor.sample);
@@ -34,6 +35,7 @@ TrainState read_state(const h5::File& f) {
   TrainState s;
   s.step = f.attr<std::int64_t>("/train", "step");
   s.total_steps = f.attr<std::int64_t>("/train", "total_steps");
+  if (f.has_attr("/train", "adam_step_offset")) s.adam_step_offset = f.attr<std::int64_t>("/train", "adam_step_offset");
   s.tokens = f.attr<std::uint64_t>("/train", "tokens");
   s.data_seed = f.attr<std::uint64_t>("/train", "data_seed");
   s.cursor.sample = f.attr<std::uint64_t>("/train", "cursor_sample");

@@ -128,7 +128,10 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
     } else {
       model.set_params(sp.params);
     }
-    if (!sp.m.empty()) optimizer.set_moments(sp.m, sp.v);
+    if (!sp.m.empty()) {
+      optimizer.set_moments(sp.m, sp.v);
+      state.adam_step_offset = sp.adam_steps;
+    }
     meta.parent = sp.parent;
     state.data_seed = mix64(deck.run.seed ^ hash_name("data:" + job.name));
     state.cursor_domains = job.domains;
@@ -205,7 +208,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
                   "; the last good checkpoint in " + job.file.string() + " is intact");
     }
     const double lr = schedule.at(step);
-    optimizer.step(model.params(), model.grads(), lr, step);
+    optimizer.step(model.params(), model.grads(), lr, state.adam_step_offset + step);
     model.refresh_compute_params();
     backend.synchronize();
     const double dt = std::chrono::duration<double>(clock::now() - t0).count();

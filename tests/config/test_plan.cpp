@@ -59,14 +59,17 @@ TEST(PhaseSteps, CeilOfTokensOverTokensPerStepAtLeastOne) {
   EXPECT_EQ(btm::phase_steps(0, t, 128), 1u);
 }
 
-TEST(BaselineTokens, ComputeMatchedUnlessGiven) {
+TEST(BaselineTokens, ComputeMatchedToTheExpertsWholeStepsUnlessGiven) {
   btm::Deck d = four_experts();
+  d.model.max_position_embeddings = 100;
+  d.experts.train.global_batch = 10;  // 1000 tokens per step
   d.experts.tokens = 1000;
-  EXPECT_EQ(btm::baseline_tokens(d), 4000u);
-  d.experts.domains = {"alpha", "beta"};
-  EXPECT_EQ(btm::baseline_tokens(d), 2000u);
+  EXPECT_EQ(btm::baseline_tokens(d, 4), 4000u);
+  d.experts.tokens = 2500;  // each expert trains 3 steps = 3000 tokens
+  EXPECT_EQ(btm::baseline_tokens(d, 4), 12000u);
+  EXPECT_EQ(btm::baseline_tokens(d, 2), 6000u);
   d.baseline.tokens = 123;
-  EXPECT_EQ(btm::baseline_tokens(d), 123u);
+  EXPECT_EQ(btm::baseline_tokens(d, 4), 123u);
 }
 
 TEST(Plan, OneRankTrainsEveryExpertInOrder) {
@@ -142,7 +145,7 @@ TEST(Plan, ShowsPhasesDataModelBudgetsAndEnsembles) {
   EXPECT_TRUE(std::regex_search(plan, seed_row)) << plan;
   std::regex experts_row(R"(experts\s+600,000\s+147\s+32\s+8\s+1\s+32\s+4\s+0\.003)");
   EXPECT_TRUE(std::regex_search(plan, experts_row)) << plan;
-  std::regex baseline_row(R"(baseline\s+2,400,000\s+586\s)");
+  std::regex baseline_row(R"(baseline\s+2,408,448\s+588\s)");  // 4 experts x 147 steps x 4096
   EXPECT_TRUE(std::regex_search(plan, baseline_row)) << plan;
   EXPECT_TRUE(contains(plan, "ensemble-uniform"));
   EXPECT_TRUE(contains(plan, "uniform"));

@@ -42,6 +42,14 @@ done
 if "$btm" forest list "$out/forest.h5" | grep -q "^code-go "; then fail "the dead group's expert was registered"; fi
 "$btm" inspect "$out/experts/scripture.h5" | grep -q "complete = 1" || fail "group 0's expert is not a complete model"
 echo "group 0 finished and registered scripture after rank 1 died"
+# The survivor cannot learn that rank 1 is gone (MPI has no failure notice): it says what
+# it waits for and what to do, instead of hanging silently.
+for _ in $(seq 150); do
+  grep -q "phase=experts group=0 status=waiting .*registered in .*forest.h5" "$out/log" && break
+  sleep 0.1
+done
+grep -q "phase=experts group=0 status=waiting" "$out/log" || fail "the surviving group did not report its wait"
+echo "group 0 reported that it waits for the other groups"
 pkill -9 -f "$out" || true
 sleep 0.5
 

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "btm/comm.hpp"
+#include "btm/error.hpp"
+#include "btm/expert_training.hpp"
 #include "btm/forest.hpp"
 #include "btm/h5.hpp"
 #include "btm/model/model_file.hpp"
@@ -122,4 +125,103 @@ TEST(Pipeline, ExplicitWeightedAverageFollowsItsWeights) {
     EXPECT_NEAR(avg[i], 0.25 * a[i] + 0.75 * b[i], 1e-6) << i;
   }
   EXPECT_FALSE(std::filesystem::exists(deck.average_file("uniform")));
+}
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const btm::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Pipeline, KeptOptimizerStateContinuesItsBiasCorrectionFromTheParentsSteps) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_kept_moments");
+  btm::Deck first = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\"]", "experts.reset_optimizer=false"});
+  ASSERT_TRUE(btm::run_phases(first, {"prepare", "seed", "experts"}, world));
+  const btm::TrainState seed = btm::read_train_state(first.seed_file());
+  const btm::TrainState scripture = btm::read_train_state(first.expert_file("scripture"));
+  EXPECT_EQ(seed.adam_step_offset, 0);
+  EXPECT_EQ(scripture.adam_step_offset, seed.step);
+  // A branch of that expert continues from the seed's and the expert's steps together.
+  btm::Deck named = btm::test::tiny_deck(dir, {"experts.domains=[\"code-go\"]", "experts.init=\"scripture\"",
+                                               "experts.reset_optimizer=false"});
+  ASSERT_TRUE(btm::run_phases(named, {"experts"}, world));
+  EXPECT_EQ(btm::read_train_state(named.expert_file("code-go")).adam_step_offset, seed.step + scripture.step);
+  // Fresh moments start their bias correction at step 1.
+  btm::Deck reset = btm::test::tiny_deck(dir, {"experts.domains=[\"dictionary\"]"});
+  ASSERT_TRUE(btm::run_phases(reset, {"experts"}, world));
+  EXPECT_EQ(btm::read_train_state(reset.expert_file("dictionary")).adam_step_offset, 0);
+}
+
+TEST(Pipeline, AnUnfinishedCheckpointInAnExpertsPlaceIsRefusedByAverageAndEval) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_unfinished_expert");
+  btm::Deck deck = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\", \"code-go\"]", "average.posterior=false"});
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed", "experts"}, world));
+  if (world.is_root()) {
+    btm::h5::File f(deck.expert_file("code-go"), btm::h5::File::Mode::read_write);
+    f.set_attr<std::int8_t>("/train", "complete", 0);
+  }
+  world.barrier();
+  const std::string expected = "lists expert \"code-go\" with file " + deck.expert_file("code-go").string() +
+                               ", which is an unfinished training checkpoint";
+  const std::string average = error_of([&] { btm::run_average(deck, world); });
+  EXPECT_NE(average.find(expected), std::string::npos) << average;
+  const std::string eval = error_of([&] { btm::run_eval(deck, world); });
+  EXPECT_NE(eval.find(expected), std::string::npos) << eval;
+}
+
+TEST(Pipeline, EvalLeavesOutAveragesTheDeckNoLongerAsksFor) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_stale_averages");
+  btm::Deck deck = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\", \"code-go\"]"});
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed", "experts", "average"}, world));
+  ASSERT_TRUE(fs::exists(deck.average_file("uniform")));
+  btm::Deck without = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\", \"code-go\"]", "average.uniform=false",
+                                                 "average.posterior=false"});
+  btm::run_eval(without, world);
+  btm::h5::File eval(without.eval_file(), btm::h5::File::Mode::read);
+  for (const auto& m : eval.read_strings("/results/method")) {
+    EXPECT_NE(m, "avg-uniform");
+    EXPECT_NE(m, "avg-posterior");
+  }
+}
+
+TEST(Pipeline, ForestAddRefusesUnfinishedModelsPhaseNamesTakenNamesAndOtherTokenizers) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_forest_add");
+  btm::Deck deck = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\", \"code-go\"]"});
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed", "experts"}, world));
+  if (!world.is_root()) return;  // one process edits the manifest
+  const auto forest = deck.forest_file();
+  const auto go = deck.expert_file("code-go");
+  auto add = [&](const fs::path& model, const std::string& name, bool replace = false) {
+    return error_of([&] { btm::add_expert_file(forest, model, name, "", replace); });
+  };
+  EXPECT_NE(add(go, "scripture").find("already has an expert named 'scripture'"), std::string::npos);
+  EXPECT_EQ(btm::Forest::load(forest).find("scripture")->file, "experts/scripture.h5");  // untouched
+  EXPECT_NE(add(deck.seed_file(), "seed").find("'seed' is the name of a phase's model"), std::string::npos);
+  EXPECT_EQ(add(deck.seed_file(), "generalist"), "");
+  EXPECT_EQ(btm::Forest::load(forest).experts().size(), 3u);
+  EXPECT_EQ(add(go, "scripture", /*replace=*/true), "");
+  EXPECT_EQ(btm::Forest::load(forest).find("scripture")->file, "experts/code-go.h5");
+
+  // An unfinished checkpoint, and a model on another tokenizer.
+  const auto unfinished = dir / "unfinished.h5";
+  fs::copy_file(go, unfinished);
+  btm::h5::File(unfinished, btm::h5::File::Mode::read_write).set_attr<std::int8_t>("/train", "complete", 0);
+  EXPECT_NE(add(unfinished, "late").find("is not a finished model"), std::string::npos);
+  const auto foreign = dir / "foreign.h5";
+  btm::ModelFile m = btm::load_model(go);
+  m.tokenizer.model += "another tokenizer";
+  btm::save_model(foreign, m);
+  EXPECT_NE(add(foreign, "foreign").find("uses another tokenizer than the forest's experts"), std::string::npos);
+  EXPECT_EQ(btm::Forest::load(forest).find("foreign"), nullptr);
 }

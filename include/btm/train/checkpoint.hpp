@@ -24,6 +24,9 @@ struct TrainMetrics {
 struct TrainState {
   std::int64_t step = 0;         // optimizer steps done
   std::int64_t total_steps = 0;  // planned
+  // AdamW steps behind the moments this run started from (kept from its parent): the bias
+  // correction of step s uses adam_step_offset + s.
+  std::int64_t adam_step_offset = 0;
   std::uint64_t tokens = 0;      // training tokens consumed
   std::uint64_t data_seed = 0;
   std::vector<std::string> cursor_domains;

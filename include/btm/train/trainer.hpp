@@ -33,6 +33,7 @@ struct TrainJob {
 struct StartPoint {
   std::vector<float> params;  // host; empty: fresh initialisation from run.seed
   std::vector<float> m, v;    // AdamW moments to keep; empty: start at zero
+  std::int64_t adam_steps = 0;  // optimizer steps behind m, v (their bias correction goes on from there)
   std::string parent;         // recorded in /meta/parent
 };
 
