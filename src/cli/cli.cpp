@@ -54,6 +54,7 @@ struct DeckArgs {
   std::string deck;
   std::vector<std::string> overrides;
   std::vector<std::string> phases;
+  bool phases_given = false;  // --phases was passed (an empty list is then an error)
   int ranks = 0;
 };
 
@@ -67,8 +68,10 @@ DeckArgs parse_deck_args(const std::string& command, const std::vector<std::stri
     };
     if (a == "--set") out.overrides.push_back(value(a));
     else if (a.rfind("--set=", 0) == 0) out.overrides.push_back(a.substr(6));
-    else if (a == "--phases" && command == "run") out.phases = split_commas(value(a));
-    else if (a.rfind("--phases=", 0) == 0 && command == "run") out.phases = split_commas(a.substr(9));
+    else if ((a == "--phases" || a.rfind("--phases=", 0) == 0) && command == "run") {
+      out.phases = split_commas(a == "--phases" ? value(a) : a.substr(9));
+      out.phases_given = true;
+    }
     else if (a == "--ranks" && command == "check") {
       const std::string v = value(a);
       try {
@@ -90,7 +93,11 @@ DeckArgs parse_deck_args(const std::string& command, const std::vector<std::stri
 int command_run(const std::vector<std::string>& args) {
   DeckArgs a = parse_deck_args("run", args);
   Deck deck = load_deck(a.deck, a.overrides);
-  const std::vector<std::string> phases = a.phases.empty() ? deck.run.phases : a.phases;
+  const std::vector<std::string> phases = a.phases_given ? a.phases : deck.run.phases;
+  if (phases.empty()) {
+    throw Error(a.phases_given ? "btm run: --phases names no phase; expected a comma-separated list, e.g. --phases seed,experts"
+                               : "btm run: " + a.deck + ": run.phases is empty: there is nothing to run");
+  }
   check_phase_names(phases);
   Comm world = Comm::world();
   log_root("# btm " BTM_VERSION " run " + a.deck + " on " + std::to_string(world.size()) + " rank(s)");
@@ -124,6 +131,11 @@ int run_cli(int argc, char** argv) {
   try {
     const std::string command = args[0];
     std::vector<std::string> rest(args.begin() + 1, args.end());
+    const bool help = !rest.empty() && (rest[0] == "--help" || rest[0] == "-h");
+    if (help && command != "forest") {
+      if (Comm::world().is_root()) std::cout << kUsage;
+      return 0;
+    }
     if (command == "run") return command_run(rest);
     if (command == "check") return command_check(rest);
     if (command == "inspect") return command_inspect(rest);

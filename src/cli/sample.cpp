@@ -1,5 +1,6 @@
 // `btm sample MODEL.h5 --prompt ... --tokens N --temperature T --top-p P --seed S`:
 // prints the prompt and its continuation as the model writes it.
+#include <climits>
 #include <iostream>
 
 #include "btm/data/tokenizer.hpp"
@@ -24,6 +25,17 @@ int command_sample(const std::vector<std::string>& args) {
       throw Error("btm sample: " + flag + " expects a number, got '" + v + "'");
     }
   };
+  auto integer = [](const std::string& flag, const std::string& v, long long lo, long long hi) {
+    try {
+      std::size_t used = 0;
+      const long long x = std::stoll(v, &used);
+      if (used != v.size() || x < lo || x > hi) throw std::invalid_argument(v);
+      return x;
+    } catch (const std::exception&) {
+      throw Error("btm sample: " + flag + " expects an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
+                  ", got '" + v + "'");
+    }
+  };
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -31,17 +43,16 @@ int command_sample(const std::vector<std::string>& args) {
       return args[++i];
     };
     if (a == "--prompt") prompt = value();
-    else if (a == "--tokens") options.max_tokens = static_cast<int>(number(a, value()));
+    else if (a == "--tokens") options.max_tokens = static_cast<int>(integer(a, value(), 1, 1'000'000));
     else if (a == "--temperature") options.temperature = number(a, value());
     else if (a == "--top-p") options.top_p = number(a, value());
-    else if (a == "--seed") options.seed = static_cast<std::uint64_t>(number(a, value()));
+    else if (a == "--seed") options.seed = static_cast<std::uint64_t>(integer(a, value(), 0, LLONG_MAX));
     else if (a == "--backend") backend_name = value();
     else if (a.rfind("--", 0) == 0) throw Error("btm sample: unknown option " + a);
     else if (path.empty()) path = a;
     else throw Error("btm sample: unexpected argument '" + a + "'");
   }
   if (path.empty()) throw Error("btm sample: missing MODEL.h5");
-  if (options.max_tokens < 1) throw Error("btm sample: --tokens must be at least 1");
   if (options.temperature < 0) throw Error("btm sample: --temperature must be >= 0");
   if (!(options.top_p > 0 && options.top_p <= 1)) throw Error("btm sample: --top-p must be in (0, 1]");
 
@@ -56,6 +67,7 @@ int command_sample(const std::vector<std::string>& args) {
   std::vector<std::int32_t> ids = {tokenizer.eos_id()};
   for (auto t : tokenizer.encode(prompt)) ids.push_back(t);
   options.stop_token = tokenizer.eos_id();
+  options.vocab_limit = tokenizer.vocab_size();
   std::cout << prompt << std::flush;
   std::vector<std::int32_t> generated;
   std::string shown;

@@ -1,9 +1,12 @@
 #include "btm/h5.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <numeric>
-#include <unistd.h>
 
 #include "btm/error.hpp"
 
@@ -378,13 +381,31 @@ AtomicWrite::~AtomicWrite() {
   std::filesystem::remove(tmp_, ec);
 }
 
+namespace {
+
+// fsync of a file or folder: the data (and then the rename) survive a node crash, not only
+// a process crash.
+void sync_to_disk(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error("cannot open " + path.string() + " to sync it: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some file systems cannot sync a folder (EINVAL); the file itself is synced.
+  if (rc != 0 && err != EINVAL) throw Error("cannot sync " + path.string() + " to disk: " + std::strerror(err));
+}
+
+}  // namespace
+
 void AtomicWrite::commit() {
   file_->flush();
   file_->close();
   file_.reset();
+  sync_to_disk(tmp_);
   std::error_code ec;
   std::filesystem::rename(tmp_, path_, ec);
   if (ec) throw Error("cannot move " + tmp_.string() + " to " + path_.string() + ": " + ec.message());
+  sync_to_disk(path_.has_parent_path() ? path_.parent_path() : std::filesystem::path("."));
 }
 
 File open_for_read(const std::filesystem::path& path, const std::string& expected_what) {

@@ -1,8 +1,10 @@
 #include "btm/runtime.hpp"
 
 #include <mpi.h>
+#include <unistd.h>
 
 #include <Kokkos_Core.hpp>
+
 #include <iostream>
 
 #include "btm/error.hpp"
@@ -33,8 +35,15 @@ void abort_all(const std::string& message, int exit_code) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
   }
-  std::cerr << "btm: error" << (size > 1 ? " [rank " + std::to_string(rank) + "]" : std::string())
-            << ": " << message << std::endl;
+  // One write(2) per message: the lines of ranks that fail together do not interleave.
+  const std::string line = "btm: error" + (size > 1 ? " [rank " + std::to_string(rank) + "]" : std::string()) + ": " +
+                           message + "\n";
+  std::cout.flush();
+  for (std::size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
   if (initialized && !finalized) {
     if (size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
     // A single rank has nobody to stop: shut down cleanly, without Open MPI's abort banner.

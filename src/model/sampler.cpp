@@ -41,7 +41,9 @@ std::vector<std::int32_t> generate(Llama& model, const std::vector<std::int32_t>
   std::size_t start = text.size() > std::size_t(ctx - 1) ? text.size() - (ctx - 1) : 0;
   model.reset_cache();
   std::vector<float> logits = model.decode(text.data() + start, static_cast<int>(text.size() - start));
+  const std::size_t limit = options.vocab_limit > 0 ? std::size_t(options.vocab_limit) : logits.size();
   for (int i = 0; i < options.max_tokens; ++i) {
+    logits.resize(std::min(limit, logits.size()));  // ids the tokenizer cannot decode are never drawn
     const std::int32_t next = sample_token(logits, options.temperature, options.top_p, rng);
     text.push_back(next);
     out.push_back(next);

@@ -35,9 +35,14 @@ std::string fmt(const char* format, double v) {
 // data.h5's tokenizer: otherwise later phases would quietly use another model.
 void require_same_model(const std::filesystem::path& file, const ModelConfig& config, const Dataset& data) {
   const h5::File f(file, h5::File::Mode::read);
-  const std::string diff = read_model_config(f).architecture_differences(config);
+  const ModelConfig in_file = read_model_config(f);
+  std::string diff = in_file.architecture_differences(config);
+  if (in_file.max_position_embeddings != config.max_position_embeddings) {
+    diff += (diff.empty() ? "" : ", ") + std::string("context ") + std::to_string(in_file.max_position_embeddings) +
+            " vs " + std::to_string(config.max_position_embeddings);
+  }
   if (!diff.empty()) {
-    throw Error(file.string() + " holds another architecture than the deck's [model] (file vs deck: " + diff +
+    throw Error(file.string() + " holds another model than the deck's [model] (file vs deck: " + diff +
                 "); delete it to train it again, or restore the deck's model settings");
   }
   if (read_tokenizer(f).model != data.tokenizer_model()) {
@@ -115,6 +120,15 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
     Checkpoint ck = load_checkpoint(job.file);
     if (ck.state.cursor_domains != job.domains) {
       throw Error(job.file.string() + " was trained on other domains than the deck now lists; delete it to start over");
+    }
+    if (ck.state.step >= total_steps) {
+      throw Error(job.file.string() + " is an interrupted checkpoint at step " + std::to_string(ck.state.step) +
+                  ", but the deck now plans only " + std::to_string(total_steps) + " steps for " + job.name +
+                  "; give the phase more tokens, or delete the file to train it again");
+    }
+    if (ck.state.total_steps != total_steps) {
+      log("warning: " + job.file.string() + " was planned for " + std::to_string(ck.state.total_steps) +
+          " steps, the deck now plans " + std::to_string(total_steps) + ": the schedule follows the new plan");
     }
     model.set_params(ck.model.params);
     if (!ck.m.empty()) optimizer.set_moments(ck.m, ck.v);

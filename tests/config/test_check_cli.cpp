@@ -79,3 +79,24 @@ TEST(RunCommand, UnknownPhaseIsRefusedBeforeTheDeckIsEchoedOrAnythingRuns) {
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
   std::filesystem::remove_all(dir);
 }
+
+TEST(RunCommand, AnEmptyPhaseListIsAnErrorNotEveryPhase) {
+  auto dir = btm::test::fresh_dir("run_cli_empty_phases");
+  for (const std::string phases : {"''", "','"}) {
+    Result r = run_btm("run inputs/quickstart.toml --phases " + phases + " --set run.out_dir='" + (dir / "out").string() + "'", dir);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(contains(r.err, "--phases names no phase")) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(RunCommand, HelpAfterACommandPrintsTheUsage) {
+  auto dir = btm::test::fresh_dir("run_cli_help");
+  for (const std::string command : {"run", "check", "inspect", "sample"}) {
+    Result r = run_btm(command + " --help", dir);
+    EXPECT_EQ(r.exit_code, 0) << command << ": " << r.err;
+    EXPECT_TRUE(contains(r.out, "usage:")) << command;
+  }
+  std::filesystem::remove_all(dir);
+}

@@ -49,3 +49,19 @@ TEST(Sampler, GenerationIsDeterministicAndSurvivesAFullContext) {
   EXPECT_LE(stopped.size(), 5u);
   EXPECT_EQ(stopped.back(), a[4]);
 }
+
+TEST(Sampler, IdsBeyondTheTokenizersVocabularyAreNeverDrawn) {
+  auto c = btm::test::tiny_config();
+  auto backend = btm::make_backend("cpu");
+  btm::Llama model(c, *backend);
+  model.init_weights(7);
+  btm::SamplingOptions o;
+  o.max_tokens = 40;
+  o.temperature = 5.0;  // flat: without the limit, ids above it come up
+  o.top_p = 1.0;
+  o.vocab_limit = 4;
+  ASSERT_GT(c.vocab_size, 8);
+  for (auto t : btm::generate(model, {1, 2, 3}, o)) EXPECT_TRUE(t >= 0 && t < 4) << t;
+  o.temperature = 0;
+  for (auto t : btm::generate(model, {1, 2, 3}, o)) EXPECT_TRUE(t >= 0 && t < 4) << t;
+}

@@ -177,7 +177,7 @@ TEST(Trainer, AFinishedModelOfAnotherArchitectureIsNotSkippedAsDone) {
   btm::Comm::world().barrier();
   deck.model.num_hidden_layers = 3;
   const std::string err = train_error(deck, data, job);
-  EXPECT_NE(err.find("done.h5 holds another architecture than the deck's [model] (file vs deck: "
+  EXPECT_NE(err.find("done.h5 holds another model than the deck's [model] (file vs deck: "
                      "num_hidden_layers 2 vs 3)"), std::string::npos) << err;
   EXPECT_TRUE(btm::read_train_state(job.file).complete);  // the finished model is left alone
 }
@@ -200,4 +200,42 @@ TEST(Trainer, AModelTrainedOnAnotherTokenizerIsRefused) {
   btm::Dataset other(dir / "other.h5");
   const std::string err = train_error(deck, other, job);
   EXPECT_NE(err.find("tok.h5 was trained with another tokenizer than"), std::string::npos) << err;
+}
+
+TEST(Trainer, AModelOfAnotherContextIsNeitherSkippedNorResumed) {
+  auto dir = make_data("trainer_context");
+  auto deck = tiny_deck(dir);
+  btm::Dataset data(dir / "data.h5");
+  auto backend = btm::make_backend("cpu");
+  auto job = tiny_job(deck, "ctx.h5", 3);
+  btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start);
+  btm::Comm::world().barrier();
+  deck.model.max_position_embeddings = 8;
+  const std::string err = train_error(deck, data, job);
+  EXPECT_NE(err.find("ctx.h5 holds another model than the deck's [model] (file vs deck: context 16 vs 8)"),
+            std::string::npos) << err;
+}
+
+TEST(Trainer, ACheckpointBeyondANowSmallerBudgetIsRefusedNotLeftUnfinished) {
+  auto dir = make_data("trainer_shrunk");
+  auto deck = tiny_deck(dir);
+  btm::Dataset data(dir / "data.h5");
+  auto backend = btm::make_backend("cpu");
+  auto job = tiny_job(deck, "shrunk.h5", 10);
+  btm::TrainControl stop;
+  stop.stop_after_step = 6;
+  ASSERT_EQ(btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start, stop),
+            btm::TrainOutcome::interrupted);
+  btm::Comm::world().barrier();
+  auto smaller = tiny_job(deck, "shrunk.h5", 4);
+  const std::string err = train_error(deck, data, smaller);
+  EXPECT_NE(err.find("shrunk.h5 is an interrupted checkpoint at step 6, but the deck now plans only 4 steps"),
+            std::string::npos) << err;
+  EXPECT_EQ(btm::read_train_state(job.file).step, 6);  // left as it was
+  // A larger budget resumes and finishes.
+  auto larger = tiny_job(deck, "shrunk.h5", 12);
+  EXPECT_EQ(btm::train_model(deck, data, *backend, btm::Comm::world(), larger, fresh_start),
+            btm::TrainOutcome::completed);
+  btm::Comm::world().barrier();
+  EXPECT_EQ(btm::read_train_state(job.file).step, 12);
 }

@@ -15,6 +15,9 @@ struct SamplingOptions {
   double top_p = 0.95;       // nucleus mass; 1: the whole distribution
   std::uint64_t seed = 0;
   int stop_token = -1;       // generation ends after this token (e.g. EOS); -1: none
+  // Only ids below this are drawn (the tokenizer's vocabulary, when the model's is padded
+  // beyond it); 0: every id of the model.
+  int vocab_limit = 0;
 };
 
 // Index drawn from softmax(logits / temperature) restricted to the smallest set of tokens
