@@ -1,5 +1,6 @@
 // Expert groups never talk to each other while they train: every MPI call made by
-// train_group_experts goes over the caller's group communicator (counted through PMPI).
+// train_group_experts goes over the caller's group communicator (counted through PMPI),
+// branched from the seed or from the posterior-weighted average of the forest.
 #include <gtest/gtest.h>
 
 #include "btm/data/dataset.hpp"
@@ -10,15 +11,13 @@
 
 namespace mc = btm::message_counter;
 
-TEST(ExpertIndependence, TrainingUsesOnlyTheGroupCommunicator) {
-  const btm::Comm world = btm::Comm::world();
-  const auto dir = btm::test::fresh_dir("independence");
-  const btm::Deck deck = btm::test::tiny_deck(dir);
-  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed"}, world));
+namespace {
 
+// Trains `experts` in expert groups of the world with the message counter on; expects
+// every MPI call on the caller's group communicator.
+void expect_only_group_traffic(const btm::Deck& deck, const std::vector<std::string>& experts) {
+  const btm::Comm world = btm::Comm::world();
   const btm::Dataset data(deck.data_file());
-  const auto experts = btm::expert_names_of(deck, data);
-  ASSERT_EQ(experts.size(), 3u);
   const auto layout = btm::GroupLayout::make(world.size(), static_cast<int>(experts.size()));
   const int g = layout.group_of_rank(world.rank());
   btm::OwnedComm group(world, g, world.rank());
@@ -36,4 +35,30 @@ TEST(ExpertIndependence, TrainingUsesOnlyTheGroupCommunicator) {
   if (world.size() > 1 && group.view().size() < world.size()) {
     EXPECT_EQ(mc::calls_on(MPI_COMM_WORLD), 0u);
   }
+}
+
+}  // namespace
+
+TEST(ExpertIndependence, TrainingUsesOnlyTheGroupCommunicator) {
+  const auto dir = btm::test::fresh_dir("independence");
+  const btm::Deck deck = btm::test::tiny_deck(dir);
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed"}, btm::Comm::world()));
+  const auto experts = btm::expert_names_of(deck, btm::Dataset(deck.data_file()));
+  ASSERT_EQ(experts.size(), 3u);
+  expect_only_group_traffic(deck, experts);
+}
+
+TEST(ExpertIndependence, BranchingFromThePosteriorAverageStaysInTheGroupToo) {
+  // The domain posterior of the existing experts (forward passes over the new domain's
+  // valid data) is computed by the new expert's group alone.
+  const auto dir = btm::test::fresh_dir("independence_posterior");
+  const btm::Deck first = btm::test::tiny_deck(dir, {"experts.domains=[\"scripture\"]"});
+  ASSERT_TRUE(btm::run_phases(first, {"prepare", "seed", "experts"}, btm::Comm::world()));
+  const btm::Deck grow =
+      btm::test::tiny_deck(dir, {"experts.domains=[\"code-go\", \"dictionary\"]", "experts.init=\"posterior_average\""});
+  expect_only_group_traffic(grow, {"code-go", "dictionary"});
+  btm::Comm::world().barrier();  // every group's leader has registered its expert
+  const btm::Forest forest = btm::Forest::load(grow.forest_file());
+  ASSERT_NE(forest.find("dictionary"), nullptr);
+  EXPECT_EQ(forest.find("dictionary")->parent.rfind("posterior_average(scripture:", 0), 0u);
 }
