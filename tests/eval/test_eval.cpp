@@ -15,7 +15,10 @@
 #include "btm/h5.hpp"
 #include "btm/phases.hpp"
 #include "eval_fixture.hpp"
+#include "support/error_of.hpp"
 #include "support/test_paths.hpp"
+
+using btm::test::error_of;
 
 namespace {
 
@@ -106,16 +109,6 @@ std::string h5_type_of(const std::filesystem::path& file, const std::string& dat
   H5Dclose(d);
   H5Fclose(f);
   return out;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const btm::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

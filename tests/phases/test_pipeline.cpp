@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <functional>
 
 #include "btm/comm.hpp"
 #include "btm/error.hpp"
@@ -13,7 +12,10 @@
 #include "btm/model/model_file.hpp"
 #include "btm/phases.hpp"
 #include "btm/train/checkpoint.hpp"
+#include "support/error_of.hpp"
 #include "tiny_deck.hpp"
+
+using btm::test::error_of;
 
 namespace fs = std::filesystem;
 
@@ -126,19 +128,6 @@ TEST(Pipeline, ExplicitWeightedAverageFollowsItsWeights) {
   }
   EXPECT_FALSE(std::filesystem::exists(deck.average_file("uniform")));
 }
-
-namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const btm::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST(Pipeline, KeptOptimizerStateContinuesItsBiasCorrectionFromTheParentsSteps) {
   const btm::Comm world = btm::Comm::world();

@@ -9,6 +9,7 @@
 #include "btm/h5.hpp"
 #include "btm/train/checkpoint.hpp"
 #include "btm/train/trainer.hpp"
+#include "support/error_of.hpp"
 #include "support/test_paths.hpp"
 #include "synthetic_data.hpp"
 
@@ -158,12 +159,7 @@ TEST(Trainer, ResumingWithAnotherArchitectureIsRefused) {
 
 std::string train_error(const btm::Deck& deck, const btm::Dataset& data, const btm::TrainJob& job) {
   auto backend = btm::make_backend("cpu");
-  try {
-    btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start);
-  } catch (const btm::Error& e) {
-    return e.what();
-  }
-  return "";
+  return btm::test::error_of([&] { btm::train_model(deck, data, *backend, btm::Comm::world(), job, fresh_start); });
 }
 
 TEST(Trainer, AFinishedModelOfAnotherArchitectureIsNotSkippedAsDone) {
