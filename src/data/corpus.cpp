@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -13,6 +14,7 @@
 #include "btm/data/json.hpp"
 #include "btm/data/split.hpp"
 #include "btm/error.hpp"
+#include "config/schema.hpp"  // is_name, kNameRule: the deck's rule for names that become file names
 
 namespace btm {
 
@@ -108,17 +110,28 @@ class LineReader {
   }
 
  private:
+  [[noreturn]] void corrupt(const char* zlib_message) {
+    throw Error(path_.string() + ": truncated or corrupt gzip stream (zlib: " +
+                (zlib_message && *zlib_message ? zlib_message : "read error") +
+                "; expected a complete .gz file: copy or download it again)");
+  }
+
   void refill() {
     int got = gzread(file_, buf_.data(), static_cast<unsigned>(buf_.size()));
-    if (got < 0) {
-      int code = 0;
-      const char* msg = gzerror(file_, &code);
-      throw Error("cannot read " + path_.string() + ": " + (msg ? msg : "read error") +
-                  " (a truncated or corrupt gzip file?)");
-    }
+    int code = Z_OK;
+    const char* msg = gzerror(file_, &code);
+    // zlib reports a stream that ends early (a cut file, a missing trailer) as Z_BUF_ERROR
+    // and still returns the bytes it could decode; any other error comes with got < 0.
+    // Either way the file is not complete: stop before the partial last line is parsed.
+    if (got < 0 || code == Z_BUF_ERROR || (code != Z_OK && code != Z_STREAM_END)) corrupt(msg);
     pos_ = 0;
     end_ = static_cast<std::size_t>(got);
-    if (got == 0) eof_ = true;
+    if (got == 0) {
+      eof_ = true;
+      int rc = gzclose(file_);  // Z_BUF_ERROR: the last read ended inside a gzip stream
+      file_ = nullptr;
+      if (rc != Z_OK) corrupt(rc == Z_BUF_ERROR ? "unexpected end of file" : "close failed");
+    }
   }
 
   fs::path path_;
@@ -128,13 +141,20 @@ class LineReader {
   bool eof_ = false, partial_ = false;
 };
 
+// Domain names become HDF5 groups, experts and file names: the deck's name rule.
 void check_domain_name(const std::string& domain, const std::string& where) {
-  bool bad = domain.empty() || domain == "." || domain == ".." || domain.find('/') != std::string::npos ||
-             !is_valid_utf8(domain) ||
-             std::any_of(domain.begin(), domain.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
-  if (bad) {
-    throw Error(where + ": bad domain name \"" + domain +
-                "\" (expected a non-empty name without '/' or control characters, usable as an HDF5 group)");
+  if (!deck::is_name(domain)) {
+    std::string shown;
+    for (unsigned char c : domain) {
+      if (c < 0x20 || c == 0x7F) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02X", c);
+        shown += hex;
+      } else {
+        shown += static_cast<char>(c);
+      }
+    }
+    throw Error(where + ": bad domain name \"" + shown + "\" (expected " + deck::kNameRule + ")");
   }
 }
 
@@ -151,6 +171,8 @@ std::string string_member(const std::map<std::string, JsonValue>& obj, const std
               ", expected a string" + (allow_number ? " or a number" : ""));
 }
 
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
 // One JSONL file. `domain_dir`/`split_file` are set for the split_jsonl layout, where the
 // folder and file name say the domain and split; members that say otherwise are errors.
 void read_jsonl(const fs::path& path, const std::string& domain_dir, const std::string& split_file,
@@ -161,6 +183,7 @@ void read_jsonl(const fs::path& path, const std::string& domain_dir, const std::
   RawDocument doc;
   while (reader.next(line)) {
     ++number;
+    if (number == 1 && line.rfind(kUtf8Bom, 0) == 0) line.erase(0, kUtf8Bom.size());  // editors add one
     if (is_blank(line)) continue;
     std::string where = path.string() + ":" + std::to_string(number);
     std::map<std::string, JsonValue> obj;
@@ -190,10 +213,7 @@ void read_jsonl(const fs::path& path, const std::string& domain_dir, const std::
       split = split_file;
     }
     std::string id = string_member(obj, "id", false, true, where);
-    if (obj.find("id") == obj.end()) {
-      id = split_file.empty() ? domain + "/" + std::to_string(number)
-                              : domain + "/" + split_file + "/" + std::to_string(number);
-    }
+    if (obj.find("id") == obj.end()) id = fallback_document_id(domain, doc.text);
     doc.domain = std::move(domain);
     doc.split = std::move(split);
     doc.id = std::move(id);
@@ -245,17 +265,35 @@ bool is_split_file_name(const std::string& name) {
   return false;
 }
 
+// The split_jsonl layout: some domain folder holds a {train,valid,test}.jsonl[.gz] file.
+// Stray entries next to them are the split_jsonl reader's to name, not a reason to read
+// the JSON lines as plain text.
 bool looks_like_split_jsonl(const fs::path& corpus) {
-  auto dirs = domain_dirs(corpus);
-  if (dirs.empty()) return false;
-  bool any = false;
-  for (const auto& d : dirs) {
+  for (const auto& d : domain_dirs(corpus)) {
     for (const auto& e : sorted_entries(d)) {
-      if (!e.is_regular_file() || !is_split_file_name(e.path().filename().string())) return false;
-      any = true;
+      if (e.is_regular_file() && is_split_file_name(e.path().filename().string())) return true;
     }
   }
-  return any;
+  return false;
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A text tree reads every file as one plain-text document: JSONL and compressed files are
+// another format, not text.
+void check_tree_file(const fs::path& file) {
+  const std::string name = file.filename().string();
+  if (ends_with(name, ".jsonl") || ends_with(name, ".jsonl.gz")) {
+    throw Error(file.string() + ": a JSONL file in a text_tree corpus (text_tree reads every file as one "
+                "plain-text document); for <domain>/<split>.jsonl[.gz] files set data.format = \"split_jsonl\", "
+                "for one JSONL file set data.corpus to it with data.format = \"jsonl\"");
+  }
+  if (ends_with(name, ".gz")) {
+    throw Error(file.string() + ": a gzip file in a text_tree corpus (text_tree reads plain-text files only); "
+                "decompress it, or for <domain>/<split>.jsonl.gz files set data.format = \"split_jsonl\"");
+  }
 }
 
 // Files of a text-tree domain, recursively, sorted by their path relative to the domain.
@@ -268,7 +306,10 @@ std::vector<fs::path> tree_files(const fs::path& dir) {
       if (it->is_directory()) it.disable_recursion_pending();
       continue;
     }
-    if (it->is_regular_file()) out.push_back(it->path());
+    if (it->is_regular_file()) {
+      check_tree_file(it->path());
+      out.push_back(it->path());
+    }
   }
   if (ec) throw Error("cannot list " + dir.string() + ": " + ec.message());
   std::sort(out.begin(), out.end(), [&](const fs::path& a, const fs::path& b) {
@@ -310,11 +351,8 @@ CorpusFormat resolve_corpus_format(const fs::path& corpus, const std::string& fo
     throw Error("data.format = \"" + format + "\": expected one of auto, jsonl, text_tree, split_jsonl");
   }
   if (!dir) {
-    std::string name = corpus.filename().string();
-    auto ends = [&](const std::string& suffix) {
-      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (!ends(".jsonl") && !ends(".jsonl.gz")) {
+    const std::string name = corpus.filename().string();
+    if (!ends_with(name, ".jsonl") && !ends_with(name, ".jsonl.gz")) {
       throw Error("corpus " + corpus.string() +
                   ": cannot tell its format (expected a .jsonl or .jsonl.gz file, or a folder; or set data.format)");
     }
@@ -362,6 +400,19 @@ void for_each_document(const fs::path& corpus, CorpusFormat format,
       return;
     }
   }
+}
+
+std::vector<std::string> domain_folders(const fs::path& corpus, CorpusFormat format) {
+  std::vector<std::string> out;
+  if (format == CorpusFormat::jsonl) return out;
+  for (const auto& dir : domain_dirs(corpus)) out.push_back(dir.filename().string());
+  return out;
+}
+
+std::string fallback_document_id(const std::string& domain, std::string_view text) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
+  return domain + "/" + hex;
 }
 
 std::uint64_t corpus_file_bytes(const fs::path& corpus, CorpusFormat format) {

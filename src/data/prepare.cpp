@@ -293,9 +293,24 @@ void run_prepare(const Deck& deck, const Comm& world) {
   const DataConfig& data = deck.data;
 
   // Settings and the skip decision come first: a finished phase must not re-read the corpus.
+  // Whether the corpus exists decides which collectives follow, so the ranks decide it
+  // together: a rank that cannot see it (no shared file system there) stops every rank.
   CorpusFormat format{};
   std::uint64_t corpus_bytes = 0;
-  if (!data.corpus.empty() && !fs::exists(data.corpus)) {
+  std::error_code exists_ec;
+  const bool here = data.corpus.empty() || fs::exists(data.corpus, exists_ec);
+  const auto seen = world.allgather(here ? "1" : "0");
+  std::vector<std::string> blind;
+  for (std::size_t r = 0; r < seen.size(); ++r) {
+    if (seen[r] != "1") blind.push_back(std::to_string(r));
+  }
+  if (!blind.empty() && blind.size() < seen.size()) {
+    throw Error("data.corpus: " + data.corpus.string() + " is not visible on rank" + (blind.size() > 1 ? "s " : " ") +
+                join(blind, ", ") + " of " + std::to_string(world.size()) +
+                " (the other ranks see it); every rank reads the corpus: put it on a file system that all nodes "
+                "mount, or give an absolute path that is the same everywhere");
+  }
+  if (!blind.empty()) {
     // A finished data.h5 stays usable when the corpus is not reachable any more (a later job
     // on another machine): the settings cannot be compared, so say so and keep the file.
     const std::string recorded = on_root(world, [&] { return recorded_corpus(path); });
@@ -317,30 +332,44 @@ void run_prepare(const Deck& deck, const Comm& world) {
   log_root("prepare: corpus=" + canonical_text(data.corpus) + " format=" + corpus_format_name(format) +
            " ranks=" + std::to_string(world.size()));
 
-  // Pass 1 (every rank): which documents go where.
+  // A given tokenizer is checked before the corpus is read: a bad path fails in seconds.
+  const bool train_tokenizer = data.tokenizer.empty();
+  std::string model;
+  if (!train_tokenizer) model = on_root(world, [&] { return Tokenizer::from_file(data.tokenizer).model_bytes(); });
+
+  // Pass 1 (every rank): which documents go where; every split the later phases read exists.
   Catalog catalog;
-  on_all(world, [&] { catalog = build_catalog(data); });
+  on_all(world, [&] {
+    catalog = build_catalog(data);
+    require_splits(catalog, data);
+  });
+  std::uint64_t duplicates = 0;
+  for (const auto& [domain, n] : catalog.counts) duplicates += n.duplicate_ids;
   log_root("prepare: train=" + join(catalog.train_domains) + " heldout=" + join(catalog.heldout_domains) +
-           " documents=" + std::to_string(catalog.stream_length) + " read_seconds=" + number(std::round(seconds_since(t0) * 10) / 10));
+           " documents=" + std::to_string(catalog.stream_length) + " duplicate_ids=" + std::to_string(duplicates) +
+           " read_seconds=" + number(std::round(seconds_since(t0) * 10) / 10));
   if (!catalog.ignored_domains.empty()) {
     log_root("prepare: ignored domains (not in data.train_domains or data.heldout_domains): " +
              join(catalog.ignored_domains, ", "));
   }
-  for (const auto& [domain, n] : catalog.counts) {
+  for (const auto& [domain, n] : catalog.counts) {  // every domain found, ignored ones too
+    const bool ignored = std::find(catalog.ignored_domains.begin(), catalog.ignored_domains.end(), domain) !=
+                         catalog.ignored_domains.end();
     if (n.invalid_utf8 || n.empty) {
-      warn_root("prepare: domain " + domain + ": skipped " + std::to_string(n.invalid_utf8) +
-                " document(s) with invalid UTF-8 and " + std::to_string(n.empty) + " empty document(s)");
+      warn_root("prepare: domain " + domain + (ignored ? " (ignored)" : "") + ": skipped " +
+                std::to_string(n.invalid_utf8) + " document(s) with invalid UTF-8 and " + std::to_string(n.empty) +
+                " empty document(s) of " + std::to_string(n.documents));
+    }
+    if (n.duplicate_ids && !ignored) {
+      warn_root("prepare: domain " + domain + ": " + std::to_string(n.duplicate_ids) +
+                " document(s) share their id with an earlier document of the domain (kept; ids should be unique)");
     }
     if (n.over_cap) {
       log_root("prepare: domain " + domain + ": dropped " + std::to_string(n.over_cap) +
                " document(s) over data.max_mb_per_domain = " + number(data.max_mb_per_domain));
     }
   }
-  for (const auto& d : catalog.train_domains) {
-    if (!catalog.find(d, "train")) warn_root("prepare: training domain " + d + " has no train documents");
-  }
 
-  const bool train_tokenizer = data.tokenizer.empty();
   TokenizerSample sample;
   if (train_tokenizer) sample = select_tokenizer_sample(catalog, data.tokenizer_sample_mb, deck.run.seed);
 
@@ -387,8 +416,7 @@ void run_prepare(const Deck& deck, const Comm& world) {
 
   // The tokenizer: trained or loaded on rank 0, then the same bytes everywhere.
   const auto t_tok = Clock::now();
-  std::string model = on_root(world, [&] {
-    if (!train_tokenizer) return Tokenizer::from_file(data.tokenizer).model_bytes();
+  if (train_tokenizer) model = on_root(world, [&] {
     auto lines = sample_lines(sample, sample_texts);
     std::uint64_t bytes = 0;
     for (auto l : lines) bytes += l.size() + 1;
@@ -482,7 +510,11 @@ void run_prepare(const Deck& deck, const Comm& world) {
       file.set_attr<std::int64_t>("/tokenizer/model", "pad_id", tokenizer.pad_id());
       file.set_attr("/tokenizer/model", "source", train_tokenizer ? std::string("trained") : canonical_text(data.tokenizer));
       std::uint64_t invalid = 0, empty = 0;
-      for (const auto& [domain, n] : catalog.counts) {
+      std::vector<std::string> used = catalog.train_domains;
+      used.insert(used.end(), catalog.heldout_domains.begin(), catalog.heldout_domains.end());
+      std::sort(used.begin(), used.end());
+      for (const auto& domain : used) {
+        const DomainCounts& n = catalog.counts.at(domain);
         const std::string g = "/domains/" + domain;
         file.create_group(g);
         file.set_attr("/domains/" + domain, "role", catalog.is_heldout(domain) ? std::string("heldout") : std::string("train"));

@@ -43,15 +43,35 @@ Tokenizer::Tokenizer(std::string model_bytes)
 }
 
 Tokenizer Tokenizer::from_file(const std::filesystem::path& path) {
+  const std::string expected = "expected a SentencePiece .model file, e.g. one written by sentencepiece's spm_train "
+                               "or the /tokenizer/model bytes of a data.h5";
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) {
+    throw Error("data.tokenizer: " + path.string() + " not found (" + expected + ")");
+  }
+  if (std::filesystem::is_directory(status)) {
+    throw Error("data.tokenizer: " + path.string() + " is not a SentencePiece model (it is a folder; " + expected + ")");
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("data.tokenizer: cannot open " + path.string() + " (expected a SentencePiece .model file)");
+  if (!in) throw Error("data.tokenizer: cannot open " + path.string() + " (" + expected + ")");
   std::ostringstream ss;
   ss << in.rdbuf();
-  try {
-    return Tokenizer(ss.str());
-  } catch (const Error& e) {
-    throw Error("data.tokenizer: " + path.string() + ": " + e.what());
+  if (in.bad()) throw Error("data.tokenizer: cannot read " + path.string());
+  std::string bytes = ss.str();
+  if (bytes.empty()) {
+    throw Error("data.tokenizer: " + path.string() + " is not a SentencePiece model (the file is empty; " + expected + ")");
   }
+  std::unique_ptr<Tokenizer> tokenizer;
+  try {
+    tokenizer = std::make_unique<Tokenizer>(std::move(bytes));
+  } catch (const Error& e) {
+    throw Error("data.tokenizer: " + path.string() + " is not a SentencePiece model (" + e.what() + "; " + expected + ")");
+  }
+  if (tokenizer->vocab_size() <= 0) {
+    throw Error("data.tokenizer: " + path.string() + " is not a SentencePiece model (it has no pieces; " + expected + ")");
+  }
+  return std::move(*tokenizer);
 }
 
 Tokenizer::~Tokenizer() = default;

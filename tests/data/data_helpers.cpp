@@ -40,6 +40,13 @@ Deck fixture_deck(const std::filesystem::path& out_dir, const std::string& fixtu
   deck.data.vocab_size = 512;
   deck.data.tokenizer_sample_mb = 0.06;
   if (fixture == "split_jsonl") deck.data.heldout_domains = {"tech-lexicon"};
+  if (fixture == "text_tree") {
+    // Four documents per domain and no splits: fractions at which the hash split of the
+    // fixture's ids gives every domain a train, a valid and a test document (prepare
+    // refuses a domain without one).
+    deck.data.valid_fraction = 0.15;
+    deck.data.test_fraction = 0.45;
+  }
   return deck;
 }
 

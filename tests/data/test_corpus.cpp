@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cstdio>
 #include <map>
 #include <set>
 #include <string>
@@ -11,10 +12,13 @@
 #include "btm/data/loader.hpp"
 #include "btm/data/split.hpp"
 #include "btm/error.hpp"
+#include "support/error_of.hpp"
 #include "support/test_paths.hpp"
 
 namespace fs = std::filesystem;
 using btm::CorpusFormat;
+
+using btm::test::error_of;
 
 namespace {
 
@@ -33,17 +37,6 @@ void write_gz(const fs::path& path, const std::string& text) {
   ASSERT_NE(g, nullptr);
   ASSERT_EQ(gzwrite(g, text.data(), static_cast<unsigned>(text.size())), static_cast<int>(text.size()));
   gzclose(g);
-}
-
-// The message of the btm::Error that `fn` throws ("" when it does not throw).
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const btm::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 btm::DataConfig config(const fs::path& corpus) {
@@ -80,9 +73,11 @@ TEST(Corpus, ReadsJsonlWithDefaultIdsAndNoSplits) {
   auto docs = read_all(corpus);
   ASSERT_EQ(docs.size(), 30u);
   EXPECT_EQ(docs[0].domain, "scripture");
-  EXPECT_EQ(docs[0].id, "scripture/1");  // no "id" member: <domain>/<line>
-  EXPECT_EQ(docs[3].id, "scripture/4");
-  EXPECT_NE(docs[1].id, "scripture/2");  // given ids are kept
+  // No "id" member: <domain>/<16 hex digits of a hash of the text>.
+  EXPECT_EQ(docs[0].id, btm::fallback_document_id("scripture", docs[0].text));
+  EXPECT_EQ(docs[3].id, btm::fallback_document_id("scripture", docs[3].text));
+  EXPECT_EQ(docs[0].id.size(), std::string("scripture/").size() + 16);
+  EXPECT_NE(docs[1].id, btm::fallback_document_id("scripture", docs[1].text));  // given ids are kept
   EXPECT_EQ(docs[29].domain, "dictionary");
   for (const auto& d : docs) EXPECT_EQ(d.split, "");
 }
@@ -98,7 +93,7 @@ TEST(Corpus, ReadsGzipJsonlAndGivenSplits) {
   ASSERT_EQ(docs.size(), 3u);
   EXPECT_EQ(docs[0].text, "one\n");
   EXPECT_EQ(docs[0].split, "valid");
-  EXPECT_EQ(docs[0].id, "a/1");
+  EXPECT_EQ(docs[0].id, btm::fallback_document_id("a", "one\n"));
   EXPECT_EQ(docs[1].id, "17");
   EXPECT_EQ(docs[1].where, (dir / "c.jsonl.gz").string() + ":3");
   EXPECT_EQ(docs[2].text, "three");
@@ -112,7 +107,7 @@ TEST(Corpus, ReadsGzipJsonlAndGivenSplits) {
   docs = read_all(dir / "big.jsonl.gz");
   ASSERT_EQ(docs.size(), 3u);
   EXPECT_EQ(docs[1].text, big);
-  EXPECT_EQ(docs[2].id, "a/3");
+  EXPECT_EQ(docs[2].id, btm::fallback_document_id("a", "z"));
 }
 
 TEST(Corpus, ReadsTextTreeWithRelativePathIds) {
@@ -170,7 +165,6 @@ TEST(Corpus, SplitJsonlRejectsDisagreeingMembersAndStrayFiles) {
 
   write_gz(dir / "a" / "train.jsonl.gz", "{\"text\": \"x\"}\n");
   btm::test::write_text(dir / "a" / "notes.txt", "stray");
-  EXPECT_EQ(btm::resolve_corpus_format(dir, "auto"), CorpusFormat::text_tree);  // not the split layout
   msg = error_of([&] { read_all(dir, "split_jsonl"); });
   EXPECT_NE(msg.find("notes.txt: unexpected entry"), std::string::npos) << msg;
 }
@@ -253,8 +247,8 @@ TEST(Catalog, InvalidUtf8AndEmptyDocumentsAreCountedAndSkipped) {
   EXPECT_EQ(c.counts.at("b").invalid_utf8, 1u);
   EXPECT_EQ(c.counts.at("b").empty, 1u);
   ASSERT_NE(c.find("a", "train"), nullptr);
-  EXPECT_EQ(c.find("a", "train")->ids, (std::vector<std::string>{"a/1"}));
-  EXPECT_EQ(c.find("b", "train")->ids, (std::vector<std::string>{"b/6"}));
+  EXPECT_EQ(c.find("a", "train")->ids, (std::vector<std::string>{btm::fallback_document_id("a", "good one")}));
+  EXPECT_EQ(c.find("b", "train")->ids, (std::vector<std::string>{btm::fallback_document_id("b", "good two")}));
   EXPECT_EQ(c.find("b", "train")->seq, (std::vector<std::uint64_t>{5}));
   EXPECT_EQ(c.stream_length, 6u);
 
@@ -264,8 +258,10 @@ TEST(Catalog, InvalidUtf8AndEmptyDocumentsAreCountedAndSkipped) {
   auto d = config(dir / "d.jsonl");
   d.train_domains = {"a", "z"};
   std::string msg = error_of([&] { btm::build_catalog(d); });
-  EXPECT_NE(msg.find("\"z\" has no usable documents"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("domains found: a, z"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("data.train_domains: domain 'z' in " + (dir / "d.jsonl").string() +
+                     " has no usable documents (0 invalid UTF-8, 1 empty)"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Catalog, MaxMbPerDomainKeepsThePrefixOfEachSplit) {
@@ -352,4 +348,274 @@ TEST(TokenizerSample, IsBalancedAcrossTrainDomainsAndSeeded) {
   auto other = btm::select_tokenizer_sample(c, 0.006, 2);
   EXPECT_EQ(a.per_domain, same.per_domain);
   EXPECT_NE(a.per_domain, other.per_domain);
+}
+
+// ---- audit fixes: each test names the behaviour it pins -----------------------------------
+
+TEST(Corpus, AutoPicksSplitJsonlWhenDomainFoldersHoldSplitFilesDespiteAStrayFile) {
+  auto dir = btm::test::fresh_dir("corpus_auto_split");
+  write_gz(dir / "a" / "train.jsonl.gz", "{\"text\": \"x\"}\n");
+  btm::test::write_text(dir / "a" / "valid.jsonl", "{\"text\": \"y\"}\n");
+  btm::test::write_text(dir / "a" / "README.md", "stray");
+  EXPECT_EQ(btm::resolve_corpus_format(dir, "auto"), CorpusFormat::split_jsonl);
+  // The split_jsonl reader names the stray entry instead of reading JSON lines as text.
+  std::string msg = error_of([&] { read_all(dir); });
+  EXPECT_NE(msg.find((dir / "a" / "README.md").string() + ": unexpected entry in a split_jsonl corpus"),
+            std::string::npos)
+      << msg;
+  // A plain text tree stays a text tree.
+  EXPECT_EQ(btm::resolve_corpus_format(fixtures() / "text_tree", "auto"), CorpusFormat::text_tree);
+}
+
+TEST(Corpus, TextTreeRefusesJsonlAndGzipFilesAndSuggestsTheFormat) {
+  auto dir = btm::test::fresh_dir("corpus_tree_jsonl");
+  btm::test::write_text(dir / "a" / "doc.txt", "plain text");
+  btm::test::write_text(dir / "a" / "more" / "rows.jsonl", "{\"text\": \"x\"}\n");
+  std::string msg = error_of([&] { read_all(dir, "text_tree"); });
+  EXPECT_NE(msg.find((dir / "a" / "more" / "rows.jsonl").string() + ": a JSONL file in a text_tree corpus"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("data.format = \"split_jsonl\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("data.format = \"jsonl\""), std::string::npos) << msg;
+
+  fs::remove(dir / "a" / "more" / "rows.jsonl");
+  write_gz(dir / "a" / "notes.txt.gz", "compressed text");
+  msg = error_of([&] { read_all(dir, "text_tree"); });
+  EXPECT_NE(msg.find((dir / "a" / "notes.txt.gz").string() + ": a gzip file in a text_tree corpus"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("decompress it"), std::string::npos) << msg;
+  // The size fingerprint, taken before the corpus is read, refuses it too.
+  msg = error_of([&] { btm::corpus_file_bytes(dir, CorpusFormat::text_tree); });
+  EXPECT_NE(msg.find("notes.txt.gz: a gzip file"), std::string::npos) << msg;
+}
+
+TEST(Corpus, TruncatedGzipIsReportedAsTruncatedWhereverTheCutLands) {
+  auto dir = btm::test::fresh_dir("corpus_trunc_any");
+  std::string body;
+  for (int i = 0; i < 4000; ++i) body += "{\"text\": \"line " + std::to_string(i * 7919) + " of some text\", \"domain\": \"a\"}\n";
+  write_gz(dir / "full.jsonl.gz", body);
+  const std::string bytes = btm::test::read_text(dir / "full.jsonl.gz");
+  ASSERT_GT(bytes.size(), 1000u);
+  const fs::path cut = dir / "c.jsonl.gz";
+  // Cuts inside the deflate data (most land mid-line), inside the 8-byte trailer, and at
+  // the very end of the compressed data.
+  std::vector<std::size_t> sizes = {20, 100, bytes.size() / 3, bytes.size() / 2, bytes.size() - 9,
+                                    bytes.size() - 8, bytes.size() - 4, bytes.size() - 1};
+  for (std::size_t k = 1; k < 40; ++k) sizes.push_back(30 + k * (bytes.size() - 60) / 40);
+  for (std::size_t size : sizes) {
+    btm::test::write_text(cut, bytes.substr(0, size));
+    std::string msg = error_of([&] { read_all(cut); });
+    EXPECT_NE(msg.find(cut.string() + ": truncated or corrupt gzip stream"), std::string::npos)
+        << "cut at " << size << " of " << bytes.size() << ": " << msg;
+    EXPECT_EQ(msg.find("column"), std::string::npos) << "cut at " << size << " blames the JSON: " << msg;
+  }
+  // A wrong CRC in the trailer: every line decodes, the stream is still corrupt.
+  std::string bad_crc = bytes;
+  bad_crc[bytes.size() - 8] ^= 0x55;
+  btm::test::write_text(cut, bad_crc);
+  std::string msg = error_of([&] { read_all(cut); });
+  EXPECT_NE(msg.find(cut.string() + ": truncated or corrupt gzip stream"), std::string::npos) << msg;
+  // The complete file still reads.
+  EXPECT_EQ(read_all(dir / "full.jsonl.gz").size(), 4000u);
+}
+
+TEST(Corpus, DomainNamesFollowTheDeckNameRule) {
+  auto dir = btm::test::fresh_dir("corpus_names");
+  for (std::string bad : {"a b", "a,b", ".hidden", "caf\xC3\xA9", "tab\\there"}) {
+    auto file = dir / "names.jsonl";
+    btm::test::write_text(file, "{\"text\": \"ok\", \"domain\": \"good-name_1.2+x\"}\n{\"text\": \"x\", \"domain\": \"" + bad +
+                                    "\"}\n");
+    std::string msg = error_of([&] { read_all(file); });
+    EXPECT_NE(msg.find(file.string() + ":2: bad domain name"), std::string::npos) << bad << " -> " << msg;
+    EXPECT_NE(msg.find("letters, digits, '.', '_', '-', '+' (not starting with '.')"), std::string::npos) << msg;
+  }
+  // A folder name is a domain name too.
+  btm::test::write_text(dir / "tree" / "my domain" / "doc.txt", "text");
+  std::string msg = error_of([&] { read_all(dir / "tree", "text_tree"); });
+  EXPECT_NE(msg.find((dir / "tree" / "my domain").string() + ": bad domain name \"my domain\""), std::string::npos) << msg;
+}
+
+TEST(Corpus, Utf8ByteOrderMarkAtTheStartOfAJsonlFileIsSkipped) {
+  auto dir = btm::test::fresh_dir("corpus_bom");
+  const std::string rows = "{\"text\": \"one\", \"domain\": \"a\"}\n{\"text\": \"two\", \"domain\": \"a\"}\n";
+  btm::test::write_text(dir / "c.jsonl", "\xEF\xBB\xBF" + rows);
+  auto docs = read_all(dir / "c.jsonl");
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].text, "one");
+  write_gz(dir / "c.jsonl.gz", "\xEF\xBB\xBF" + rows);
+  EXPECT_EQ(read_all(dir / "c.jsonl.gz").size(), 2u);
+  btm::test::write_text(dir / "split" / "a" / "train.jsonl", "\xEF\xBB\xBF{\"text\": \"x\"}\n");
+  EXPECT_EQ(read_all(dir / "split").size(), 1u);
+  // Only at the start of a file: elsewhere it is still a syntax error.
+  btm::test::write_text(dir / "mid.jsonl", rows + "\xEF\xBB\xBF{\"text\": \"x\", \"domain\": \"a\"}\n");
+  std::string msg = error_of([&] { read_all(dir / "mid.jsonl"); });
+  EXPECT_NE(msg.find("mid.jsonl:3: column 1"), std::string::npos) << msg;
+}
+
+TEST(Corpus, FallbackIdsDependOnTheTextSoInsertedLinesMoveNoDocument) {
+  auto dir = btm::test::fresh_dir("corpus_ids");
+  std::string rows;
+  for (int i = 0; i < 50; ++i) rows += "{\"text\": \"document " + std::to_string(i) + "\", \"domain\": \"a\"}\n";
+  btm::test::write_text(dir / "before.jsonl", rows);
+  btm::test::write_text(dir / "after.jsonl", "{\"text\": \"a new first line\", \"domain\": \"a\"}\n" + rows);
+  auto before = read_all(dir / "before.jsonl"), after = read_all(dir / "after.jsonl");
+  ASSERT_EQ(after.size(), before.size() + 1);
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(after[i + 1].id, before[i].id);
+    EXPECT_EQ(btm::hash_split(after[i + 1].id, false, 0.2, 0.2), btm::hash_split(before[i].id, false, 0.2, 0.2));
+  }
+  EXPECT_EQ(btm::fallback_document_id("a", "document 0"), "a/" + [] {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(btm::fnv1a64("document 0")));
+    return std::string(hex);
+  }());
+}
+
+TEST(Catalog, DuplicateIdsWithinADomainAreCountedNotRefused) {
+  auto dir = btm::test::fresh_dir("catalog_dups");
+  btm::test::write_text(dir / "c.jsonl",
+                        "{\"text\": \"x1\", \"domain\": \"a\", \"id\": \"d1\", \"split\": \"train\"}\n"
+                        "{\"text\": \"x2\", \"domain\": \"a\", \"id\": \"d1\", \"split\": \"test\"}\n"
+                        "{\"text\": \"x3\", \"domain\": \"a\", \"id\": \"d1\", \"split\": \"train\"}\n"
+                        "{\"text\": \"same\", \"domain\": \"a\", \"split\": \"valid\"}\n"
+                        "{\"text\": \"same\", \"domain\": \"a\", \"split\": \"valid\"}\n"
+                        "{\"text\": \"y\", \"domain\": \"b\", \"id\": \"d1\", \"split\": \"train\"}\n");
+  auto c = btm::build_catalog(config(dir / "c.jsonl"));
+  EXPECT_EQ(c.counts.at("a").duplicate_ids, 3u);  // d1 twice more, the repeated text once
+  EXPECT_EQ(c.counts.at("b").duplicate_ids, 0u);  // ids are per domain
+  EXPECT_EQ(c.find("a", "train")->ids.size(), 2u);
+}
+
+TEST(Catalog, DomainWithoutUsableDocumentsIsAnErrorWithItsSkipCounts) {
+  auto dir = btm::test::fresh_dir("catalog_unusable");
+  const fs::path file = dir / "c.jsonl";
+  btm::test::write_text(file,
+                        "{\"text\": \"fine\", \"domain\": \"a\"}\n"
+                        "{\"text\": \"caf\xE9\", \"domain\": \"z\"}\n"
+                        "{\"text\": \"\\t\", \"domain\": \"z\"}\n"
+                        "{\"text\": \"bad \xFF\", \"domain\": \"z\"}\n");
+  // Trained on because data.train_domains is empty: not silently "ignored".
+  std::string msg = error_of([&] { btm::build_catalog(config(file)); });
+  EXPECT_NE(msg.find("domain 'z' in " + file.string() + " has no usable documents (2 invalid UTF-8, 1 empty)"),
+            std::string::npos)
+      << msg;
+  auto d = config(file);
+  d.heldout_domains = {"z"};
+  msg = error_of([&] { btm::build_catalog(d); });
+  EXPECT_NE(msg.find("data.heldout_domains: domain 'z' in " + file.string() +
+                     " has no usable documents (2 invalid UTF-8, 1 empty)"),
+            std::string::npos)
+      << msg;
+  // Left out of the run, it is ignored, and its skipped documents are still counted.
+  d.heldout_domains = {};
+  d.train_domains = {"a"};
+  auto c = btm::build_catalog(d);
+  EXPECT_EQ(c.ignored_domains, (std::vector<std::string>{"z"}));
+  EXPECT_EQ(c.counts.at("z").invalid_utf8, 2u);
+  EXPECT_EQ(c.counts.at("z").empty, 1u);
+}
+
+TEST(Catalog, EmptyTextTreeFolderIsADomainWithoutUsableDocuments) {
+  auto dir = btm::test::fresh_dir("catalog_empty_folder");
+  btm::test::write_text(dir / "tree" / "a" / "doc.txt", "some text");
+  fs::create_directories(dir / "tree" / "empty");
+  auto d = config(dir / "tree");
+  d.train_domains = {"a", "empty"};
+  std::string msg = error_of([&] { btm::build_catalog(d); });
+  EXPECT_NE(msg.find("data.train_domains: domain 'empty' in " + (dir / "tree" / "empty").string() +
+                     " has no usable documents (0 invalid UTF-8, 0 empty)"),
+            std::string::npos)
+      << msg;
+  d.train_domains = {};
+  msg = error_of([&] { btm::build_catalog(d); });
+  EXPECT_NE(msg.find("domain 'empty' in " + (dir / "tree" / "empty").string() + " has no usable documents"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(Catalog, EmptyCorpusSaysItHasNoDocuments) {
+  auto dir = btm::test::fresh_dir("catalog_empty");
+  btm::test::write_text(dir / "empty.jsonl", "");
+  btm::test::write_text(dir / "blank.jsonl", "\n  \n");
+  fs::create_directories(dir / "folder");
+  fs::create_directories(dir / "hollow" / "a");
+  for (const fs::path& p : {dir / "empty.jsonl", dir / "blank.jsonl", dir / "folder", dir / "hollow"}) {
+    std::string msg = error_of([&] { btm::build_catalog(config(p)); });
+    EXPECT_NE(msg.find(p.string() + " has no documents"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("held out"), std::string::npos) << msg;
+  }
+}
+
+TEST(Catalog, MissingListedDomainSuggestsTheClosestAndListsTheDomainsFound) {
+  auto d = config(fixtures() / "split_jsonl");
+  d.train_domains = {"scriptur", "code-go"};
+  std::string msg = error_of([&] { btm::build_catalog(d); });
+  EXPECT_NE(msg.find("data.train_domains: domain \"scriptur\" has no documents in " + d.corpus.string()),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("did you mean 'scripture'?"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("domains found: code-go, dictionary, scripture, tech-lexicon"), std::string::npos) << msg;
+  d.train_domains = {};
+  d.heldout_domains = {"zzz"};
+  msg = error_of([&] { btm::build_catalog(d); });
+  EXPECT_NE(msg.find("data.heldout_domains: domain \"zzz\" has no documents"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("did you mean"), std::string::npos) << msg;
+}
+
+TEST(Catalog, RequireSplitsNamesDomainSplitCountAndFraction) {
+  auto dir = btm::test::fresh_dir("catalog_require");
+  // A small hash-split training domain: 3 documents at 5% / 5% give no valid document.
+  std::string rows;
+  for (int i = 0; i < 40; ++i) rows += "{\"text\": \"big " + std::to_string(i) + "\", \"domain\": \"big\"}\n";
+  for (int i = 0; i < 3; ++i) rows += "{\"text\": \"small " + std::to_string(i) + "\", \"domain\": \"small\"}\n";
+  btm::test::write_text(dir / "c.jsonl", rows);
+  auto d = config(dir / "c.jsonl");
+  d.train_domains = {"small"};
+  auto c = btm::build_catalog(d);
+  ASSERT_TRUE(c.find("small", "train"));
+  std::string msg = error_of([&] { btm::require_splits(c, d); });
+  EXPECT_NE(msg.find("training domain 'small' in " + d.corpus.string() + " has no valid documents (3 usable documents"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("data.valid_fraction = 0.05"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("raise data.valid_fraction / data.test_fraction, add documents, or give explicit splits"),
+            std::string::npos)
+      << msg;
+
+  // A held-out domain of one document has valid or test, never both.
+  d.train_domains = {"big"};
+  d.valid_fraction = d.test_fraction = 0.3;
+  d.heldout_domains = {"one"};
+  btm::test::write_text(dir / "h.jsonl", rows + "{\"text\": \"lonely\", \"domain\": \"one\"}\n");
+  d.corpus = dir / "h.jsonl";
+  c = btm::build_catalog(d);
+  msg = error_of([&] { btm::require_splits(c, d); });
+  EXPECT_NE(msg.find("held-out domain 'one' in " + d.corpus.string() + " has no "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(1 usable documents: "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("half"), std::string::npos) << msg;
+
+  // Splits the corpus gives: a missing valid file is named as such.
+  btm::test::write_text(dir / "split" / "a" / "train.jsonl", "{\"text\": \"x\"}\n");
+  btm::test::write_text(dir / "split" / "a" / "test.jsonl", "{\"text\": \"y\"}\n");
+  d = config(dir / "split");
+  c = btm::build_catalog(d);
+  msg = error_of([&] { btm::require_splits(c, d); });
+  EXPECT_NE(msg.find("training domain 'a' in " + (dir / "split" / "a").string() +
+                     " has no valid documents (2 usable documents: train 1, test 1)"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("the corpus gives every document's split"), std::string::npos) << msg;
+
+  // The fixtures and their test decks have every split.
+  auto fixture = config(fixtures() / "split_jsonl");
+  fixture.heldout_domains = {"tech-lexicon"};
+  EXPECT_NO_THROW(btm::require_splits(btm::build_catalog(fixture), fixture));
+  auto mixed = config(fixtures() / "mixed.jsonl");
+  mixed.heldout_domains = {"dictionary"};
+  mixed.valid_fraction = mixed.test_fraction = 0.2;
+  EXPECT_NO_THROW(btm::require_splits(btm::build_catalog(mixed), mixed));
+  auto tree = config(fixtures() / "text_tree");
+  tree.valid_fraction = 0.15;
+  tree.test_fraction = 0.45;
+  EXPECT_NO_THROW(btm::require_splits(btm::build_catalog(tree), tree));
 }

@@ -10,10 +10,13 @@
 #include "btm/h5.hpp"
 #include "btm/phases.hpp"
 #include "data_helpers.hpp"
+#include "support/error_of.hpp"
 #include "support/test_paths.hpp"
 
 namespace fs = std::filesystem;
 using btm::h5::File;
+
+using btm::test::error_of;
 
 namespace {
 
@@ -49,16 +52,6 @@ std::string content(const fs::path& path) {
   }
   for (const char* a : {"train", "heldout"}) out += f.string_attr("/domains", a) + "|";
   return out;
-}
-
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const btm::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -242,4 +235,88 @@ TEST(Prepare, BadCorporaFailOnEveryRankWithoutLeavingAFile) {
   if (world.is_root()) {
     for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos);
   }
+}
+
+// ---- audit fixes ----------------------------------------------------------------------
+
+TEST(Prepare, RanksThatCannotSeeTheCorpusStopEveryRankNamingThem) {
+  btm::Comm world = btm::Comm::world();
+  if (world.size() < 2) GTEST_SKIP() << "needs 2 ranks or more";
+  auto dir = btm::test::fresh_dir("prepare_blind");
+  auto deck = btm::test::fixture_deck(dir / "out");
+  // Rank 1 looks for the corpus where it is not (a node without the shared file system).
+  if (world.rank() == 1) deck.data.corpus = dir / "not-mounted" / "split_jsonl";
+  const std::string msg = error_of([&] { btm::run_prepare(deck, world); });  // must not hang
+  EXPECT_NE(msg.find("is not visible on rank 1 of " + std::to_string(world.size())), std::string::npos) << msg;
+  EXPECT_NE(msg.find("data.corpus: "), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(deck.data_file()));
+  // Several blind ranks are all named.
+  if (world.size() >= 4) {
+    auto many = btm::test::fixture_deck(dir / "out2");
+    if (world.rank() == 1 || world.rank() == 3) many.data.corpus = dir / "not-mounted";
+    const std::string m = error_of([&] { btm::run_prepare(many, world); });
+    EXPECT_NE(m.find("is not visible on ranks 1, 3 of 4"), std::string::npos) << m;
+  }
+}
+
+TEST(Prepare, FailsBeforeTokenizingWhenADomainHasNoValidOrTestDocuments) {
+  btm::Comm world = btm::Comm::world();
+  auto dir = btm::test::fresh_dir("prepare_splits");
+  auto deck = btm::test::fixture_deck(dir / "out", "text_tree");
+  deck.data.valid_fraction = 0.05;  // 4 documents per domain: no valid or test document
+  deck.data.test_fraction = 0.05;
+  deck.data.tokenizer_sample_mb = 1000;  // would take long to tokenize if it got that far
+  const std::string msg = error_of([&] { btm::run_prepare(deck, world); });
+  EXPECT_NE(msg.find("training domain 'dictionary' in " + (deck.data.corpus / "dictionary").string() +
+                     " has no valid documents (4 usable documents: train 4)"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("data.valid_fraction = 0.05"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("raise data.valid_fraction / data.test_fraction"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("re-run prepare"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(deck.data_file()));
+}
+
+TEST(Prepare, GivenTokenizerThatIsNotAModelFailsFirst) {
+  btm::Comm world = btm::Comm::world();
+  auto dir = btm::test::fresh_dir("prepare_bad_tokenizer");
+  auto deck = btm::test::fixture_deck(dir / "out");
+  deck.data.tokenizer = dir;  // a folder
+  std::string msg = error_of([&] { btm::run_prepare(deck, world); });
+  EXPECT_NE(msg.find("data.tokenizer: " + dir.string() + " is not a SentencePiece model (it is a folder"),
+            std::string::npos)
+      << msg;
+  deck.data.tokenizer = deck.data.corpus / "scripture" / "train.jsonl.gz";
+  msg = error_of([&] { btm::run_prepare(deck, world); });
+  EXPECT_NE(msg.find("data.tokenizer: " + deck.data.tokenizer.string() + " is not a SentencePiece model ("),
+            std::string::npos)
+      << msg;
+  EXPECT_FALSE(fs::exists(deck.data_file()));
+}
+
+TEST(Prepare, LogLineReportsDuplicateIds) {
+  btm::Comm world = btm::Comm::world();
+  auto dir = btm::test::fresh_dir("prepare_dups");
+  if (world.is_root()) {
+    std::string rows;
+    for (const char* d : {"a", "b"}) {
+      for (int i = 0; i < 12; ++i) {
+        const std::string split = i < 8 ? "train" : i < 10 ? "valid" : "test";
+        rows += std::string("{\"text\": \"text ") + d + " " + std::to_string(i) + " with words\", \"domain\": \"" + d +
+                "\", \"split\": \"" + split + "\", \"id\": \"" + (i % 4 == 0 ? std::string("same") : std::to_string(i)) +
+                "\"}\n";
+      }
+    }
+    btm::test::write_text(dir / "c.jsonl", rows);
+  }
+  world.barrier();
+  auto deck = btm::test::fixture_deck(dir / "out");
+  deck.data.corpus = dir / "c.jsonl";
+  deck.data.heldout_domains = {};
+  deck.data.vocab_size = 300;
+  testing::internal::CaptureStdout();
+  btm::run_prepare(deck, world);
+  const std::string out = testing::internal::GetCapturedStdout();
+  if (world.is_root()) EXPECT_NE(out.find(" duplicate_ids=4 "), std::string::npos) << out;  // "same" twice more per domain
+  EXPECT_TRUE(fs::exists(deck.data_file()));
 }

@@ -111,3 +111,27 @@ TEST(Tokenizer, BadModelsAndImpossibleVocabulariesAreClearErrors) {
   EXPECT_THROW(btm::Tokenizer::train({}, 300), btm::Error);
   EXPECT_THROW(small_tokenizer().decode({0, 512}), btm::Error);
 }
+
+TEST(Tokenizer, FromFileSaysAFolderOrAnotherFileIsNotASentencePieceModel) {
+  auto dir = btm::test::fresh_dir("tokenizer_not_model");
+  auto message = [](const std::filesystem::path& p) {
+    try {
+      btm::Tokenizer::from_file(p);
+    } catch (const btm::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  btm::test::write_text(dir / "notes.txt", "this is a text file, not a model\n");
+  btm::test::write_text(dir / "empty.model", "");
+  btm::test::write_text(dir / "ok.model", small_tokenizer().model_bytes());
+  for (const auto& p : {dir, dir / "notes.txt", dir / "empty.model"}) {
+    const std::string msg = message(p);
+    EXPECT_EQ(msg.rfind("data.tokenizer: " + p.string() + " is not a SentencePiece model (", 0), 0u) << msg;
+  }
+  EXPECT_NE(message(dir).find("it is a folder"), std::string::npos);
+  EXPECT_NE(message(dir / "missing.model").find("data.tokenizer: " + (dir / "missing.model").string() + " not found"),
+            std::string::npos);
+  EXPECT_EQ(message(dir / "ok.model"), "");
+  EXPECT_EQ(btm::Tokenizer::from_file(dir / "ok.model").vocab_size(), 512);
+}

@@ -17,6 +17,9 @@ struct DomainCounts {
   std::uint64_t invalid_utf8 = 0;    // skipped: text is not valid UTF-8
   std::uint64_t empty = 0;           // skipped: empty or whitespace-only text
   std::uint64_t over_cap = 0;        // dropped by data.max_mb_per_domain
+  std::uint64_t hash_split = 0;      // kept documents whose split came from hash_split (no split given)
+  std::uint64_t duplicate_ids = 0;   // kept documents whose id an earlier kept one of the domain has
+  std::uint64_t usable() const { return documents - invalid_utf8 - empty; }
 };
 
 // The kept documents of one (domain, split), in corpus order.
@@ -36,7 +39,7 @@ struct Catalog {
   std::vector<std::string> train_domains;   // resolved (data.train_domains or all non-held-out)
   std::vector<std::string> heldout_domains;
   std::vector<std::string> ignored_domains; // found but neither trained on nor held out
-  std::map<std::string, DomainCounts> counts;  // per train and held-out domain
+  std::map<std::string, DomainCounts> counts;  // per domain found (ignored ones too)
   std::vector<SplitDocs> splits;  // non-empty ones; train domains then held-out, splits in kSplits order
   std::uint64_t stream_length = 0;  // documents in the corpus stream
 
@@ -46,9 +49,20 @@ struct Catalog {
 
 // Reads the corpus once (data.corpus, data.format) and applies the data settings: domain
 // selection, UTF-8/empty checks, splits (given, else hash_split), max_mb_per_domain.
-// Throws on a missing corpus, malformed input, a domain listed in both train_domains and
-// heldout_domains, or a listed domain without any document (the message lists the found ones).
+// Throws on a missing or empty corpus, malformed input, a domain listed in both
+// train_domains and heldout_domains, a listed domain the corpus lacks (with a "did you
+// mean" and the domains found), and a training or held-out domain without usable
+// documents ("domain 'x' in FILE has no usable documents (N invalid UTF-8, M empty)"; an
+// empty domain folder too). When data.train_domains is empty every domain found that is
+// not held out is a training domain.
 Catalog build_catalog(const DataConfig& data);
+
+// The splits the later phases read: every training domain needs train, valid and test
+// (training, validation, eval.split), every held-out domain valid and test (eval, cached
+// prior). Throws naming the domain, the split, its document count and the fraction, and
+// what to do (raise data.valid_fraction / data.test_fraction, add documents, or give
+// explicit splits). prepare calls it before it tokenizes anything.
+void require_splits(const Catalog& catalog, const DataConfig& data);
 
 // The documents the tokenizer is trained on: per train domain an equal byte budget of
 // tokenizer_sample_mb / (train domains), filled from the domain's train split (all splits
