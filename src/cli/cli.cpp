@@ -2,6 +2,7 @@
 // into one message and a stop of all ranks.
 #include "btm/cli.hpp"
 
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -99,6 +100,13 @@ int command_run(const std::vector<std::string>& args) {
                                : "btm run: " + a.deck + ": run.phases is empty: there is nothing to run");
   }
   check_phase_names(phases);
+  // Before any work: an output folder that cannot be made would otherwise fail a phase late.
+  std::error_code ec;
+  std::filesystem::create_directories(deck.run.out_dir, ec);
+  if (ec || !std::filesystem::is_directory(deck.run.out_dir)) {
+    throw Error("run.out_dir: cannot create the output folder " + deck.run.out_dir.string() + " (" +
+                (ec ? ec.message() : "a file of that name exists") + ")");
+  }
   Comm world = Comm::world();
   log_root("# btm " BTM_VERSION " run " + a.deck + " on " + std::to_string(world.size()) + " rank(s)");
   log_root("# resolved deck:\n" + to_toml(deck));

@@ -100,3 +100,14 @@ TEST(RunCommand, HelpAfterACommandPrintsTheUsage) {
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST(RunCommand, AnOutputFolderThatCannotBeMadeIsRefusedBeforeAnyWork) {
+  auto dir = btm::test::fresh_dir("run_cli_bad_out_dir");
+  btm::test::write_text(dir / "a-file", "not a folder\n");
+  Result r = run_btm("run inputs/quickstart.toml --set run.out_dir='" + (dir / "a-file" / "sub").string() + "'", dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, "run.out_dir: cannot create the output folder " + (dir / "a-file" / "sub").string()))
+      << r.err;
+  EXPECT_EQ(r.out.find("resolved deck"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
