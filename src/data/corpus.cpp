@@ -144,17 +144,7 @@ class LineReader {
 // Domain names become HDF5 groups, experts and file names: the deck's name rule.
 void check_domain_name(const std::string& domain, const std::string& where) {
   if (!deck::is_name(domain)) {
-    std::string shown;
-    for (unsigned char c : domain) {
-      if (c < 0x20 || c == 0x7F) {
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "\\x%02X", c);
-        shown += hex;
-      } else {
-        shown += static_cast<char>(c);
-      }
-    }
-    throw Error(where + ": bad domain name \"" + shown + "\" (expected " + deck::kNameRule + ")");
+    throw Error(where + ": bad domain name " + deck::toml_quote(domain) + " (expected " + deck::kNameRule + ")");
   }
 }
 
