@@ -7,8 +7,8 @@ packages=(
   build-essential cmake pkg-config git
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
   libtrilinos-kokkos-dev libtomlplusplus-dev libgtest-dev
-  libopenblas-dev libsentencepiece-dev zlib1g-dev
-  python3 python3-torch python3-h5py python3-numpy python3-matplotlib
+  libopenblas-dev liblapack-dev libsentencepiece-dev zlib1g-dev
+  python3 python3-torch python3-h5py python3-numpy python3-matplotlib python3-sklearn
 )
 
 missing=()
