@@ -1,6 +1,7 @@
 #pragma once
 // AdamW on fp32 master weights with decoupled weight decay on matrices only, and
 // global-norm gradient clipping. Moments live on the device in the parameter layout.
+#include <functional>
 #include <vector>
 
 #include "btm/config.hpp"
@@ -16,7 +17,10 @@ class AdamW {
   // Clips `grads` in place to global norm config.grad_clip (when > 0) and returns the norm
   // before clipping.
   double clip(float* grads);
-  // One step on every tensor; `step` is 1-based (bias correction).
+  // Tensors for which `frozen` is true are left alone by step() (no update, no weight decay,
+  // moments kept): e.g. BTX's frozen experts.
+  void freeze(const std::function<bool(const ParamInfo&)>& frozen);
+  // One step on every tensor that is not frozen; `step` is 1-based (bias correction).
   void step(float* params, const float* grads, double lr, long step);
 
   float* m() const { return m_.f32(); }
@@ -31,6 +35,7 @@ class AdamW {
   Backend& backend_;
   TrainConfig config_;
   DeviceBuffer m_, v_;
+  std::vector<bool> frozen_;  // per tensor of layout_.params()
 };
 
 }  // namespace btm

@@ -27,6 +27,9 @@ struct TrainJob {
   std::vector<std::string> valid_domains;  // validation loss reported per domain
   std::uint64_t tokens = 0;               // budget
   TrainConfig train;
+  // MoE models: false freezes the experts' FFN weights (no gradients, no updates); the
+  // router and every other parameter train.
+  bool train_experts = true;
 };
 
 // Where a fresh run starts (used only when job.file holds no checkpoint yet).
