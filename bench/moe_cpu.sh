@@ -81,7 +81,7 @@ run_one() {
 
 MOE=(--set "model.num_local_experts=$EXPERTS" --set "model.num_experts_per_tok=$K" --set "model.moe_routing=$ROUTING")
 echo "# MoE vs dense training step on the cpu backend ($(date -u '+%Y-%m-%d %H:%M UTC'))"
-echo "# machine: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# machine: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(grep -c ^processor /proc/cpuinfo) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# btm: $BTM_BIN ($("$BTM_BIN" --version)); $RANKS rank(s), 4096 tokens per step; $WARMUP warm-up + $STEPS timed steps; $ROUNDS rounds"
 echo "# MoE: $EXPERTS experts, routing $ROUTING, k=$K"
 dense=() moe=()
