@@ -110,8 +110,30 @@ ModelConfig read_hf_config(const HfConfig& j, const HfImportOptions& options) {
   // What btm's decoder does not compute: refused rather than imported as another function.
   if (j.boolean("attention_bias", false)) throw Error(j.where("attention_bias") + ": true is not supported (btm's attention has no biases)");
   if (j.boolean("mlp_bias", false)) throw Error(j.where("mlp_bias") + ": true is not supported (btm's feed-forward blocks have no biases)");
-  if (j.has("rope_scaling")) {
-    throw Error(j.where("rope_scaling") + ": is set; btm implements plain RoPE only (rope_scaling must be null or absent)");
+  // RoPE: transformers 5 writes {"rope_theta", "rope_type"} as rope_parameters (older
+  // versions rope_theta and rope_scaling); btm computes the "default" type only.
+  std::optional<double> rope_theta;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (!j.has(key)) continue;
+    const JsonValue& v = *j.find(key);
+    if (v.type != JsonType::object) throw Error(j.where(key) + ": expected an object or null, found " + json_type_name(v.type));
+    const auto rope = parse_json_object(v.text);
+    std::string type;
+    for (const char* k : {"rope_type", "type"}) {
+      if (rope.count(k)) type = rope.at(k).text;
+    }
+    if (type != "default") {
+      throw Error(j.where(key) + ": rope_type \"" + type + "\" is not supported; btm implements plain RoPE (\"default\")");
+    }
+    if (rope.count("rope_theta")) {
+      const std::string& t = rope.at("rope_theta").text;
+      double x = 0;
+      auto res = std::from_chars(t.data(), t.data() + t.size(), x);
+      if (rope.at("rope_theta").type != JsonType::number || res.ec != std::errc() || res.ptr != t.data() + t.size()) {
+        throw Error(j.where(key) + ".rope_theta: expected a number, found " + t);
+      }
+      rope_theta = x;
+    }
   }
   if (const std::string act = j.string("hidden_act", "silu"); act != "silu") {
     throw Error(j.where("hidden_act") + ": \"" + act + "\" is not supported (btm's SwiGLU uses \"silu\")");
@@ -126,7 +148,7 @@ ModelConfig read_hf_config(const HfConfig& j, const HfImportOptions& options) {
   c.vocab_size = to_int(j.integer("vocab_size"), j.where("vocab_size"));
   const long long max_pos = j.integer("max_position_embeddings", moe ? 4096 * 32 : 2048);
   c.max_position_embeddings = options.context > 0 ? options.context : to_int(max_pos, j.where("max_position_embeddings"));
-  c.rope_theta = j.real("rope_theta", moe ? 1e6 : 10000.0);
+  c.rope_theta = rope_theta ? *rope_theta : j.real("rope_theta", moe ? 1e6 : 10000.0);
   c.rms_norm_eps = j.real("rms_norm_eps", moe ? 1e-5 : 1e-6);
   c.tie_word_embeddings = j.boolean("tie_word_embeddings", false);
   c.initializer_range = j.real("initializer_range", 0.02);

@@ -37,7 +37,7 @@ inline TokenizerBlob hf_fixture_tokenizer(const std::filesystem::path& test_data
 
 // A finished model file's content: random weights ~ N(0, std), norms ~ 1 + N(0, 0.1).
 inline ModelFile hf_fixture_model(const ModelConfig& config, const TokenizerBlob& tokenizer, std::uint64_t seed,
-                                  float std = 0.2f) {
+                                  float std = 0.12f) {
   ModelFile m;
   m.config = config;
   m.config.vocab_size = tokenizer.vocab_size;

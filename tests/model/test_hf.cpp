@@ -329,7 +329,7 @@ TEST(HfImport, BadCheckpointsAreRefusedNamingFileAndTensor) {
 
   dir = exported("rope");
   edit_config(dir, "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
-  EXPECT_NE(import_error(dir).find("rope_scaling: is set"), std::string::npos);
+  EXPECT_NE(import_error(dir).find("rope_scaling: rope_type \"linear\" is not supported"), std::string::npos);
   dir = exported("bias");
   edit_config(dir, "\"attention_bias\": false", "\"attention_bias\": true");
   EXPECT_NE(import_error(dir).find("attention_bias: true is not supported"), std::string::npos);
@@ -383,4 +383,13 @@ TEST(HfImport, ReadsHalfPrecisionAndSetsTheContext) {
   for (std::size_t i = 0; i < m.params.size(); ++i) {
     ASSERT_EQ(back.params[i], btm::bf16_to_float(btm::float_to_bf16(m.params[i]))) << i;
   }
+}
+
+TEST(HfImport, ReadsTransformers5RopeParameters) {
+  auto dir = exported("rope5");
+  edit_config(dir, "\"rope_theta\": 500.0", "\"rope_parameters\": {\"rope_theta\": 123.0, \"rope_type\": \"default\"}");
+  EXPECT_EQ(btm::import_hf(dir, {}).config.rope_theta, 123.0);
+  edit_config(dir, "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"");
+  const std::string msg = import_error(dir);
+  EXPECT_NE(msg.find("config.json: rope_parameters: rope_type \"yarn\" is not supported"), std::string::npos) << msg;
 }
