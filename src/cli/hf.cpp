@@ -9,6 +9,7 @@
 #include "btm/model/hf.hpp"
 #include "btm/model/llama.hpp"
 #include "cli/commands.hpp"
+#include "config/schema.hpp"
 
 namespace btm {
 
@@ -103,19 +104,20 @@ int command_import(const std::vector<std::string>& args) {
              " parameters=" + std::to_string(parameter_count(c)) + " vocab_size=" + std::to_string(c.vocab_size) +
              " context=" + std::to_string(c.max_position_embeddings));
     // The deck lines that branch experts from this model (inputs/README.md, [seed] init).
-    std::ostringstream deck;
-    deck << "# deck keys to start from this model:\n[data]\ntokenizer = \""
-         << (std::filesystem::path(p.positional[0]) / "tokenizer.model").string() << "\"\n[model]\n"
+    std::ostringstream keys;
+    // prepare takes the model's tokenizer when data.tokenizer is unset.
+    keys << "# deck keys to start from this model:\n[model]\n"
          << "hidden_size = " << c.hidden_size << "\nintermediate_size = " << c.intermediate_size
          << "\nnum_hidden_layers = " << c.num_hidden_layers << "\nnum_attention_heads = " << c.num_attention_heads
          << "\nnum_key_value_heads = " << c.kv_heads() << "\nvocab_size = " << c.vocab_size
-         << "\ncontext = " << c.max_position_embeddings << "\nrope_theta = " << c.rope_theta
-         << "\nrms_norm_eps = " << c.rms_norm_eps << "\ntie_word_embeddings = " << (c.tie_word_embeddings ? "true" : "false");
+         << "\ncontext = " << c.max_position_embeddings << "\nrope_theta = " << deck::toml_float(c.rope_theta)
+         << "\nrms_norm_eps = " << deck::toml_float(c.rms_norm_eps) << "\ntie_word_embeddings = " << (c.tie_word_embeddings ? "true" : "false");
     if (c.is_moe()) {
-      deck << "\nnum_local_experts = " << c.num_local_experts << "\nnum_experts_per_tok = " << c.num_experts_per_tok;
+      keys << "\nnum_local_experts = " << c.num_local_experts << "\nnum_experts_per_tok = " << c.num_experts_per_tok
+           << "\nmoe_routing = " << deck::toml_quote(c.moe_routing);
     }
-    deck << "\n[seed]\ninit = \"" << p.positional[1] << "\"\ntokens = 0\n";
-    std::cout << deck.str() << std::flush;
+    keys << "\n[seed]\ninit = " << deck::toml_quote(p.positional[1]) << "\ntokens = 0\n";
+    std::cout << keys.str() << std::flush;
   });
 }
 
