@@ -13,6 +13,7 @@
 #include "btm/train/checkpoint.hpp"
 #include "hf_fixture.hpp"
 #include "support/error_of.hpp"
+#include "support/run_btm.hpp"
 #include "support/test_paths.hpp"
 
 namespace {
@@ -392,4 +393,35 @@ TEST(HfImport, ReadsTransformers5RopeParameters) {
   edit_config(dir, "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"");
   const std::string msg = import_error(dir);
   EXPECT_NE(msg.find("config.json: rope_parameters: rope_type \"yarn\" is not supported"), std::string::npos) << msg;
+}
+
+TEST(HfCli, ExportAndImportCommandsRoundTripAndReportErrors) {
+  auto dir = btm::test::fresh_dir("hf_cli");
+  const btm::ModelFile m = btm::test::hf_fixture_model(btm::test::hf_mixtral(), tokenizer(), 9);
+  btm::save_model(dir / "m.h5", m);
+  const std::string q = "'" + dir.string() + "/";
+  auto r = btm::test::run_btm("export " + q + "m.h5' " + q + "hf' --dtype fp16 --shard-size 30KB", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("export: model="), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir / "hf" / "model.safetensors.index.json"));
+  EXPECT_EQ(btm::SafetensorsCheckpoint(dir / "hf").entry("model.norm.weight").dtype, "F16");
+  r = btm::test::run_btm("import " + q + "hf' " + q + "back.h5' --context 16", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("num_local_experts = 4"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[seed]\ninit = \"" + dir.string() + "/back.h5\"\ntokens = 0"), std::string::npos) << r.out;
+  const btm::ModelFile back = btm::load_model(dir / "back.h5");
+  EXPECT_EQ(back.config.max_position_embeddings, 16);
+  for (std::size_t i = 0; i < m.params.size(); ++i) {
+    ASSERT_EQ(back.params[i], btm::f16_to_float(btm::float_to_f16(m.params[i]))) << i;
+  }
+  fs::remove(dir / "hf" / "tokenizer.model");
+  r = btm::test::run_btm("import " + q + "hf' " + q + "none.h5'", dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("tokenizer.model: not found"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "none.h5"));
+  r = btm::test::run_btm("export " + q + "m.h5'", dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("usage: btm export MODEL.h5 DIR"), std::string::npos) << r.err;
+  r = btm::test::run_btm("import " + q + "hf' " + q + "x.h5' --context 1", dir);
+  EXPECT_NE(r.err.find("--context expects an integer >= 2"), std::string::npos) << r.err;
 }
