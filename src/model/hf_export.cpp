@@ -125,7 +125,7 @@ std::string hf_config_json(const ModelFile& model, TensorDtype dtype) {
 std::vector<std::string> export_hf(const std::filesystem::path& model_file, const std::filesystem::path& dir,
                                    const HfExportOptions& options) {
   if (!std::filesystem::exists(model_file)) throw Error(model_file.string() + ": model file not found");
-  if (!model_is_complete(model_file)) {
+  if (!model_is_complete(model_file) && h5::open_for_read(model_file, "a btm model file").exists("/train")) {
     const TrainState s = read_train_state(model_file);
     throw Error(model_file.string() + " is an unfinished training checkpoint (step " + std::to_string(s.step) + " of " +
                 std::to_string(s.total_steps) + "); finish its phase (btm run DECK) before exporting it");

@@ -169,7 +169,8 @@ void write_safetensors(const std::filesystem::path& path, std::vector<TensorToWr
     header += "\"__metadata__\":{";
     bool first = true;
     for (const auto& [k, v] : metadata) {
-      header += (first ? "" : ",") + json_quote(k) + ":" + json_quote(v);
+      if (!first) header += ',';
+      header += json_quote(k) + ":" + json_quote(v);
       first = false;
     }
     header += "}";
@@ -179,7 +180,10 @@ void write_safetensors(const std::filesystem::path& path, std::vector<TensorToWr
     const auto& t = tensors[i];
     if (i > 0 && t.name == tensors[i - 1].name) throw Error(path.string() + ": tensor " + t.name + " given twice");
     std::string shape;
-    for (std::size_t j = 0; j < t.shape.size(); ++j) shape += (j ? "," : "") + std::to_string(t.shape[j]);
+    for (std::size_t j = 0; j < t.shape.size(); ++j) {
+      if (j) shape += ',';
+      shape += std::to_string(t.shape[j]);
+    }
     const std::uint64_t bytes = tensor_bytes(t, dtype);
     header += std::string(header.size() > 1 ? "," : "") + json_quote(t.name) + ":{\"dtype\":\"" +
               safetensors_dtype_name(dtype) + "\",\"shape\":[" + shape + "],\"data_offsets\":[" +

@@ -1,5 +1,5 @@
 // The btm side of tests/reference/check_hf.py (transformers against btm):
-//   hf_probe models DIR              tiny dense (GQA, tied) and Mixtral model files in DIR
+//   hf_probe models DIR              tiny dense (GQA, tied) and Mixtral (top-k, soft) model files in DIR
 //   hf_probe logits MODEL.h5 OUT IDS  logits of every position of IDS (comma-separated),
 //                                     float32 [n, vocab], through the KV-cache decoder
 //   hf_probe encode MODEL.h5 TEXTS   the model's SentencePiece ids of each line of TEXTS
@@ -24,6 +24,9 @@ int models(const std::filesystem::path& dir) {
   btm::save_model(dir / "dense_gqa.h5", btm::test::hf_fixture_model(btm::test::hf_dense_gqa(), tok, 11));
   btm::save_model(dir / "dense_tied.h5", btm::test::hf_fixture_model(btm::test::hf_dense_tied(), tok, 12));
   btm::save_model(dir / "mixtral.h5", btm::test::hf_fixture_model(btm::test::hf_mixtral(), tok, 13));
+  btm::ModelConfig soft = btm::test::hf_mixtral();
+  soft.moe_routing = "soft";  // every expert, gates = softmax: Mixtral's top-E
+  btm::save_model(dir / "mixtral_soft.h5", btm::test::hf_fixture_model(soft, tok, 14));
   return 0;
 }
 

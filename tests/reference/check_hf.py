@@ -10,7 +10,8 @@ safetensors, sentencepiece and protobuf from PyPI; later runs reuse it. When tha
 be done (no network), the check exits with 77, which ctest reports as skipped.
 
 Checks, all in float32:
-- export: btm model files (dense with grouped KV heads, dense with tied embeddings, Mixtral)
+- export: btm model files (dense with grouped KV heads, dense with tied embeddings, Mixtral
+  with top-k routing, Mixtral from btm's soft routing)
   go through `btm export`; AutoModelForCausalLM.from_pretrained loads each folder and its
   logits equal btm's (KV-cache decoder, tests/model/hf_probe) within 1e-4; the exported
   tokenizer (AutoTokenizer, slow and fast) encodes like btm's SentencePiece model;
@@ -112,7 +113,8 @@ class Checks:
         run([self.args.probe, "models", models])
         for name, arch, extra in [("dense_gqa", "LlamaForCausalLM", []),
                                   ("dense_tied", "LlamaForCausalLM", []),
-                                  ("mixtral", "MixtralForCausalLM", ["--shard-size", "40KB"])]:
+                                  ("mixtral", "MixtralForCausalLM", ["--shard-size", "40KB"]),
+                                  ("mixtral_soft", "MixtralForCausalLM", [])]:
             h5 = os.path.join(models, name + ".h5")
             folder = os.path.join(self.args.work, "export", name)
             run([self.args.btm, "export", h5, folder, *extra])
