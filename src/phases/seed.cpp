@@ -42,7 +42,9 @@ PhaseStatus run_seed(const Deck& deck, const Comm& world) {
   if (!deck.seed.init.empty() && deck.seed.tokens == 0) {
     // The init model is the seed: written once as a finished checkpoint of zero steps.
     ModelFile init = load_init_model(deck, data);
-    if (std::filesystem::exists(deck.seed_file())) {
+    const bool present = std::filesystem::exists(deck.seed_file());
+    world.barrier();  // every rank has looked before rank 0 writes the file
+    if (present) {
       const std::string file = deck.seed_file().string();
       if (!model_is_complete(deck.seed_file())) {
         throw Error(file + " is an interrupted training checkpoint; seed.tokens = 0 would replace it with " +
