@@ -5,8 +5,9 @@ Run (ctest does this; label `hf`):
   /usr/bin/python3 tests/reference/check_hf.py --btm build/btm --probe build/tests/model/hf_probe \
       --venv build/hf-venv --work build/tests/reference/hf_work
 
-The first run makes the virtual environment --venv with torch (CPU use), transformers,
-safetensors, sentencepiece and protobuf from PyPI; later runs reuse it. When that cannot
+The first run makes the virtual environment --venv (or $BTM_HF_VENV when set, e.g. a folder
+that outlives fresh build folders) with torch (CPU use), transformers, safetensors,
+sentencepiece and protobuf from PyPI; later runs reuse it. When that cannot
 be done (no network), the check exits with 77, which ctest reports as skipped.
 
 Checks, all in float32:
@@ -195,6 +196,7 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.venv = os.environ.get("BTM_HF_VENV") or args.venv
     if not args.in_venv:
         python = ensure_venv(args.venv)
         if python is None:
