@@ -64,7 +64,9 @@ struct TrainConfig {
 
 // Training phases take a [train] key to override the deck's [train] for themselves only.
 struct SeedConfig {
-  std::uint64_t tokens = 1'000'000;
+  std::uint64_t tokens = 1'000'000;  // 0: the init model is the seed as is
+  // A finished model file to start from (e.g. written by `btm import`); empty: fresh init.
+  std::filesystem::path init;
   std::string mixing = "balanced";  // balanced | proportional
   TrainConfig train;
 

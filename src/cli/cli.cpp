@@ -37,6 +37,12 @@ usage:
       Generate text from a model file with a KV cache.
   btm forest list|add|remove ...
       Manage the ELM forest manifest (see `btm forest --help`).
+  btm export MODEL.h5 DIR [--dtype fp32|bf16|fp16] [--shard-size SIZE]
+      Write a Hugging Face checkpoint folder: LlamaForCausalLM, or MixtralForCausalLM
+      for MoE models (config.json, safetensors, SentencePiece tokenizer).
+  btm import HF_DIR OUT.h5 [--context N]
+      Read a Llama or Mixtral checkpoint folder (with tokenizer.model) into a
+      finished btm model file, e.g. for [seed] init.
   btm --help | --version
 )";
 
@@ -149,6 +155,8 @@ int run_cli(int argc, char** argv) {
     if (command == "inspect") return command_inspect(rest);
     if (command == "sample") return command_sample(rest);
     if (command == "forest") return command_forest(rest);
+    if (command == "export") return command_export(rest);
+    if (command == "import") return command_import(rest);
     throw Error("unknown command '" + command + "'\n" + kUsage);
   } catch (const std::exception& e) {
     abort_all(e.what());

@@ -7,4 +7,6 @@ namespace btm {
 int command_inspect(const std::vector<std::string>& args);
 int command_sample(const std::vector<std::string>& args);
 int command_forest(const std::vector<std::string>& args);
+int command_export(const std::vector<std::string>& args);
+int command_import(const std::vector<std::string>& args);
 }  // namespace btm

@@ -52,6 +52,13 @@ void check_model(const Deck& d, const Places& p) {
   }
 }
 
+void check_seed(const Deck& d, const Places& p) {
+  if (d.seed.tokens == 0 && d.seed.init.empty()) {
+    p.fail("seed.tokens", "found 0 without seed.init",
+           "an integer >= 1 (0 only with seed.init: the init model is then the seed as is)");
+  }
+}
+
 void check_experts(const Deck& d, const Places& p) {
   const auto& train = d.data.train_domains;
   for (std::size_t i = 0; i < d.experts.domains.size(); ++i) {
@@ -141,6 +148,7 @@ void check_deck(const Deck& deck, const Places& places) {
   check_run(deck, places);
   check_data(deck, places);
   check_model(deck, places);
+  check_seed(deck, places);
   check_experts(deck, places);
   check_averages(deck, places);
   check_ensembles(deck, places);

@@ -55,7 +55,9 @@ std::string to_toml(const Deck& resolved) {
   if (!d.model.is_moe()) std::erase_if(model, [](const Field& f) { return deck::is_moe_model_key(f.key); });
   table(out, "model", model);
   table(out, "train", deck::train_fields(d.train));
-  table(out, "seed", deck::seed_fields(d.seed));
+  auto seed = deck::seed_fields(d.seed);
+  if (d.seed.init.empty()) std::erase_if(seed, [](const Field& f) { return f.key == "init"; });  // echoed when set
+  table(out, "seed", seed);
   table(out, "seed.train", deck::train_fields(d.seed.train));
   table(out, "experts", deck::experts_fields(d.experts));
   table(out, "experts.train", deck::train_fields(d.experts.train));

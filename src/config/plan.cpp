@@ -94,9 +94,10 @@ void print_data(const Deck& deck, std::ostream& out) {
   key_value(out, "held-out domains",
             d.heldout_domains.empty() ? "none"
                                       : std::to_string(d.heldout_domains.size()) + ": " + join(d.heldout_domains));
-  key_value(out, "tokenizer", d.tokenizer.empty() ? "SentencePiece trained on " + number(d.tokenizer_sample_mb) +
-                                                        " MB of text, vocab " + std::to_string(d.vocab_size)
-                                                  : d.tokenizer.string());
+  key_value(out, "tokenizer", !d.tokenizer.empty()       ? d.tokenizer.string()
+                              : !deck.seed.init.empty() ? "the tokenizer of seed.init, " + deck.seed.init.string()
+                                                        : "SentencePiece trained on " + number(d.tokenizer_sample_mb) +
+                                                              " MB of text, vocab " + std::to_string(d.vocab_size));
   key_value(out, "splits", "valid " + percent(d.valid_fraction) + ", test " + percent(d.test_fraction) +
                                " by document hash (when the corpus has no splits)");
   key_value(out, "cap per domain split", d.max_mb_per_domain > 0 ? number(d.max_mb_per_domain) + " MB" : "none");
@@ -210,7 +211,12 @@ void print_training(const Deck& deck, int world_size, std::ostream& out) {
                                             " experts' tokens (whole steps)")
         << "\n";
   }
-  if (has(phases, "seed")) out << "  seed: mixing " << deck.seed.mixing << " over the training domains\n";
+  if (has(phases, "seed") && !deck.seed.init.empty() && deck.seed.tokens == 0) {
+    out << "  seed: the model " << deck.seed.init.string() << " as is (seed.init, seed.tokens = 0)\n";
+  } else if (has(phases, "seed")) {
+    out << "  seed: mixing " << deck.seed.mixing << " over the training domains"
+        << (deck.seed.init.empty() ? "" : ", starting from " + deck.seed.init.string()) << "\n";
+  }
 }
 
 void print_groups(const Deck& deck, int world_size, std::ostream& out) {

@@ -174,7 +174,7 @@ std::vector<Field> train_fields(TrainConfig& c) {
 }
 
 std::vector<Field> seed_fields(SeedConfig& c) {
-  return {count("tokens", c.tokens, 1), text("mixing", c.mixing, kMixing)};
+  return {count("tokens", c.tokens, 0), text("mixing", c.mixing, kMixing), path("init", c.init)};
 }
 
 std::vector<Field> experts_fields(ExpertsConfig& c) {

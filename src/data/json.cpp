@@ -52,6 +52,36 @@ class Parser {
  public:
   explicit Parser(std::string_view s) : s_(s) {}
 
+  std::vector<JsonValue> top_level_array() {
+    skip_ws();
+    if (peek() != '[') fail("expected '[' (a JSON array), found " + describe(s_, pos_));
+    std::vector<JsonValue> items;
+    ++pos_;
+    skip_ws();
+    if (peek() == ']') {
+      ++pos_;
+    } else {
+      for (;;) {
+        skip_ws();
+        std::size_t start = pos_;
+        JsonValue v;
+        v.type = value(1, &v.text);
+        if (v.type != JsonType::string) v.text = std::string(s_.substr(start, pos_ - start));
+        items.push_back(std::move(v));
+        skip_ws();
+        if (peek() == ',') {
+          ++pos_;
+          continue;
+        }
+        expect(']', "',' or ']' after an array element");
+        break;
+      }
+    }
+    skip_ws();
+    if (pos_ != s_.size()) fail("expected the end of the text after the array, found " + describe(s_, pos_));
+    return items;
+  }
+
   std::map<std::string, JsonValue> top_level_object() {
     skip_ws();
     if (peek() != '{') fail("expected '{' (a JSON object), found " + describe(s_, pos_));
@@ -251,6 +281,29 @@ class Parser {
 
 std::map<std::string, JsonValue> parse_json_object(std::string_view text) {
   return Parser(text).top_level_object();
+}
+
+std::vector<JsonValue> parse_json_array(std::string_view text) { return Parser(text).top_level_array(); }
+
+std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20) {
+          static const char* hex = "0123456789abcdef";
+          out += std::string("\\u00") + hex[c >> 4] + hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
 }
 
 }  // namespace btm

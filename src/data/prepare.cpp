@@ -28,6 +28,7 @@
 #include "btm/error.hpp"
 #include "btm/h5.hpp"
 #include "btm/log.hpp"
+#include "btm/model/model_file.hpp"
 #include "btm/phases.hpp"
 #include "data/collective_write.hpp"
 
@@ -101,6 +102,24 @@ void on_all(const Comm& comm, const std::function<void()>& fn) {
   }
 }
 
+// The tokenizer to use instead of training one: data.tokenizer, else the model file of
+// seed.init (a pretrained model's tokenizer is the one its seed needs); empty: train one.
+fs::path given_tokenizer(const Deck& deck) {
+  return deck.data.tokenizer.empty() ? deck.seed.init : deck.data.tokenizer;
+}
+
+// A SentencePiece .model file, or the /tokenizer/model of a btm model file (.h5).
+std::string tokenizer_bytes(const fs::path& path) {
+  if (path.extension() == ".h5") {
+    try {
+      return read_tokenizer(h5::open_for_read(path, "a btm model file")).model;
+    } catch (const Error& e) {
+      throw Error(std::string("the tokenizer of seed.init (data.tokenizer is unset): ") + e.what());
+    }
+  }
+  return Tokenizer::from_file(path).model_bytes();
+}
+
 // ---- the settings data.h5 was built from: equal settings -> the phase is skipped --------
 
 using Settings = std::vector<std::pair<std::string, std::string>>;
@@ -123,15 +142,16 @@ Settings data_settings(const Deck& deck, CorpusFormat format, std::uint64_t corp
       {"data.test_fraction", number(d.test_fraction)},
       {"data.max_mb_per_domain", number(d.max_mb_per_domain)},
   };
-  if (d.tokenizer.empty()) {
+  const fs::path given = given_tokenizer(deck);
+  if (given.empty()) {
     s.insert(s.end(), {{"data.tokenizer", "(trained)"},
                        {"data.vocab_size", std::to_string(d.vocab_size)},
                        {"data.tokenizer_sample_mb", number(d.tokenizer_sample_mb)},
                        {"run.seed", std::to_string(deck.run.seed)}});
   } else {
     std::error_code ec;
-    auto size = fs::file_size(d.tokenizer, ec);
-    s.push_back({"data.tokenizer", canonical_text(d.tokenizer) + " (" + (ec ? "missing" : std::to_string(size) + " bytes") + ")"});
+    auto size = fs::file_size(given, ec);
+    s.push_back({"data.tokenizer", canonical_text(given) + " (" + (ec ? "missing" : std::to_string(size) + " bytes") + ")"});
   }
   return s;
 }
@@ -333,9 +353,10 @@ void run_prepare(const Deck& deck, const Comm& world) {
            " ranks=" + std::to_string(world.size()));
 
   // A given tokenizer is checked before the corpus is read: a bad path fails in seconds.
-  const bool train_tokenizer = data.tokenizer.empty();
+  const fs::path given = given_tokenizer(deck);
+  const bool train_tokenizer = given.empty();
   std::string model;
-  if (!train_tokenizer) model = on_root(world, [&] { return Tokenizer::from_file(data.tokenizer).model_bytes(); });
+  if (!train_tokenizer) model = on_root(world, [&] { return tokenizer_bytes(given); });
 
   // Pass 1 (every rank): which documents go where; every split the later phases read exists.
   Catalog catalog;
@@ -429,13 +450,13 @@ void run_prepare(const Deck& deck, const Comm& world) {
   Tokenizer tokenizer(std::move(model));
   log_root("prepare: tokenizer vocab_size=" + std::to_string(tokenizer.vocab_size()) + " bos_id=" +
            std::to_string(tokenizer.bos_id()) + " eos_id=" + std::to_string(tokenizer.eos_id()) + " source=" +
-           (train_tokenizer ? std::string("trained") : data.tokenizer.string()) +
+           (train_tokenizer ? std::string("trained") : given.string()) +
            " seconds=" + number(std::round(seconds_since(t_tok) * 10) / 10));
   if (!train_tokenizer && tokenizer.vocab_size() != data.vocab_size) {
     log_root("prepare: note: data.vocab_size = " + std::to_string(data.vocab_size) + " is ignored; the tokenizer " +
-             data.tokenizer.string() + " has " + std::to_string(tokenizer.vocab_size()) + " pieces");
+             given.string() + " has " + std::to_string(tokenizer.vocab_size()) + " pieces");
   }
-  if (tokenizer.eos_id() < 0) throw Error("data.tokenizer: " + data.tokenizer.string() + " defines no EOS piece (expected eos_id >= 0)");
+  if (tokenizer.eos_id() < 0) throw Error("data.tokenizer: " + given.string() + " defines no EOS piece (expected eos_id >= 0)");
 
   // Tokenize this rank's documents and agree on every document's offset.
   const auto t_enc = Clock::now();
@@ -508,7 +529,7 @@ void run_prepare(const Deck& deck, const Comm& world) {
       file.set_attr<std::int64_t>("/tokenizer/model", "eos_id", tokenizer.eos_id());
       file.set_attr<std::int64_t>("/tokenizer/model", "unk_id", tokenizer.unk_id());
       file.set_attr<std::int64_t>("/tokenizer/model", "pad_id", tokenizer.pad_id());
-      file.set_attr("/tokenizer/model", "source", train_tokenizer ? std::string("trained") : canonical_text(data.tokenizer));
+      file.set_attr("/tokenizer/model", "source", train_tokenizer ? std::string("trained") : canonical_text(given));
       std::uint64_t invalid = 0, empty = 0;
       std::vector<std::string> used = catalog.train_domains;
       used.insert(used.end(), catalog.heldout_domains.begin(), catalog.heldout_domains.end());

@@ -1,49 +1,16 @@
 // `btm check` end to end: the built binary, run as a plain process (no mpirun).
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "config/deck_test_util.hpp"
+#include "support/run_btm.hpp"
 #include "support/test_paths.hpp"
 
 using btm::test::contains;
 
-namespace {
-
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
-// `env -u NAME ...` for the MPI variables this test's own singleton MPI_Init put into the
-// environment (PMIX_*, OMPI_MCA_ess=singleton, ...): inherited, they would make btm try to
-// join this process's job instead of starting as a singleton of its own.
-std::string without_mpi_environment() {
-  std::string prefix = "env";
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry = *e;
-    std::string name = entry.substr(0, entry.find('='));
-    bool mpi = name.rfind("PMIX_", 0) == 0 || name.rfind("OMPI_", 0) == 0;
-    if (mpi && name.rfind("OMPI_ALLOW_RUN_AS_ROOT", 0) != 0) prefix += " -u " + name;
-  }
-  return prefix;
-}
-
-// Runs `btm <args>` from the repository root, stdout and stderr captured in files.
-Result run_btm(const std::string& args, const std::filesystem::path& scratch) {
-  const auto out = scratch / "stdout.txt", err = scratch / "stderr.txt";
-  const std::string command = "cd '" + btm::test::source_dir().string() + "' && " + without_mpi_environment() + " '" +
-                              btm::test::btm_binary().string() + "' " + args + " > '" + out.string() + "' 2> '" +
-                              err.string() + "'";
-  int status = std::system(command.c_str());
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return {code, btm::test::read_text(out), btm::test::read_text(err)};
-}
-
-}  // namespace
+using Result = btm::test::BtmResult;
+using btm::test::run_btm;
 
 TEST(CheckCommand, QuickstartPrintsThePlanAndExitsZero) {
   auto dir = btm::test::fresh_dir("check_cli_ok");

@@ -1,10 +1,12 @@
 #pragma once
 // A small, strict JSON reader for corpus lines (RFC 8259): one object per line. Only the
-// top-level members are kept; nested values are validated and skipped.
+// top-level members are kept; nested values are validated and kept as their source text,
+// which parse_json_object / parse_json_array read in turn. json_quote writes strings.
 #include <cstddef>
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "btm/error.hpp"
 
@@ -36,5 +38,11 @@ class JsonError : public Error {
 // on any syntax error, a duplicate member name, a raw control character inside a string,
 // or anything after the object.
 std::map<std::string, JsonValue> parse_json_object(std::string_view text);
+
+// Parses `text` as exactly one JSON array; its elements as parse_json_object's members.
+std::vector<JsonValue> parse_json_array(std::string_view text);
+
+// A JSON string literal: "..." with '"', '\\' and control characters escaped.
+std::string json_quote(std::string_view s);
 
 }  // namespace btm
