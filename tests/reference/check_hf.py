@@ -3,7 +3,7 @@
 
 Run (ctest does this; label `hf`):
   /usr/bin/python3 tests/reference/check_hf.py --btm build/btm --probe build/tests/model/hf_probe \
-      --venv build/hf-venv --work build/tests/reference/hf_work
+      --venv ~/.cache/btm/hf-venv --work build/tests/reference/hf_work
 
 The first run makes the virtual environment --venv (or $BTM_HF_VENV when set, e.g. a folder
 that outlives fresh build folders) with torch (CPU use), transformers, safetensors,
