@@ -34,7 +34,8 @@ void write_average(const Deck& deck, const std::string& name, const std::vector<
 }  // namespace
 
 void run_average(const Deck& deck, const Comm& world) {
-  const Forest forest = Forest::load(deck.forest_file());
+  Dataset data(deck.data_file());
+  const Forest forest = forest_in_deck_order(deck, data, world);
   if (forest.experts().empty()) {
     throw Error("the average phase needs experts in " + deck.forest_file().string() + "; run the experts phase first");
   }
@@ -63,7 +64,6 @@ void run_average(const Deck& deck, const Comm& world) {
   if (deck.average.posterior) {
     // Posteriors need every expert's forward pass: computed over all ranks, domain by domain;
     // the average of domain i is then written by rank i % P.
-    Dataset data(deck.data_file());
     auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
     const std::vector<std::string> domains = eval_domains_of(deck, data);
     for (std::size_t i = 0; i < domains.size(); ++i) {

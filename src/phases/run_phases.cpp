@@ -3,6 +3,7 @@
 #include "btm/error.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
+#include "btm/train/stop_signal.hpp"
 
 namespace btm {
 
@@ -18,8 +19,15 @@ void check_phase_names(const std::vector<std::string>& phases) {
 
 bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world) {
   check_phase_names(phases);
+  // For the whole run, so that a stop signal never kills a phase: training checkpoints at
+  // its next step, everything else stops at the next phase boundary (status 75, resumable).
+  StopSignals signals;
   for (const auto& phase : kAllPhases) {
     if (std::find(phases.begin(), phases.end(), phase) == phases.end()) continue;
+    if (world.any(StopSignals::requested())) {
+      log_root("# stopped before the " + phase + " phase (stop signal); run the same command again to continue");
+      return false;
+    }
     log_root("# phase " + phase);
     PhaseStatus status = PhaseStatus::done;
     if (phase == "prepare") run_prepare(deck, world);
