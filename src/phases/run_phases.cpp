@@ -34,7 +34,7 @@ bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const 
     else if (phase == "seed") status = run_seed(deck, world);
     else if (phase == "experts") status = run_experts(deck, world);
     else if (phase == "baseline") status = run_baseline(deck, world);
-    else if (phase == "average") run_average(deck, world);
+    else if (phase == "average") status = run_average(deck, world);
     else if (phase == "eval") run_eval(deck, world);
     // Later phases read what this one wrote, on every rank.
     world.barrier();
