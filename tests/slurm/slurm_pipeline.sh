@@ -38,6 +38,9 @@ sets() { echo --set "run.out_dir=\"$tmp/$1\"" --set "data.corpus=\"$src/tests/da
 order=scripture,code-go,dictionary
 mkdir -p "$tmp/submit" && cd "$tmp/submit" || exit 1
 export BTM=$btm BTM_ROOT=$src
+# The environment every job loads first (on a cluster: spack env activate / module load).
+echo 'echo "btm_env=loaded host=$(hostname -s)"' >"$tmp/env.sh"
+export BTM_ENV=$tmp/env.sh
 # srun reads the script's limits; a hung job must not outlive the test.
 export BTM_SBATCH_ARGS="--time=5"
 
@@ -96,6 +99,7 @@ restarts=$(scontrol -o show job "$single" | grep -o 'Restarts=[0-9]*' | cut -d= 
 grep -Eq "status=interrupted|# stopped before" "$log" || fail "job $single did not stop with a checkpoint: $(tail "$log")"
 [[ $(grep -c '^btm_step ' "$log") -ge 2 ]] || fail "the log of job $single does not hold both attempts (--open-mode=append)"
 grep -q "mpi=pmix" "$log" || fail "srun did not use PMIx"
+for f in "$tmp"/submit/*.out; do grep -q "^btm_env=loaded" "$f" || fail "$f: BTM_ENV was not sourced"; done
 echo "job $single: interrupted, requeued (Restarts=$restarts), resumed, log appended"
 
 "$python" "$here/compare_runs.py" "$order" "$tmp/direct" "$tmp/single" "$tmp/array" || fail "the Slurm runs differ from the direct run"
