@@ -1,15 +1,33 @@
 #!/bin/bash
-# Submits the whole BTM pipeline as dependent jobs: prepare + seed on one job, one array
-# task per expert, then baseline, average and eval.
-#   bash slurm/pipeline.sh inputs/quickstart.toml scripture fortunes python-docs go-code
+# Submits a deck's pipeline to Slurm and prints the job ids (key=value).
+#   slurm/pipeline.sh DECK [btm run options]
+#       one job, every phase (slurm/single_node.sbatch)
+#   slurm/pipeline.sh DECK [btm run options] -- EXPERT [EXPERT ...]
+#       prepare + seed; then one array task per expert and, at the same time, the baseline
+#       (it needs only the seed); then average + eval once both are done
+# Extra sbatch options: BTM_SBATCH_ARGS (every job), BTM_EXPERT_SBATCH_ARGS (the array
+# tasks, e.g. "-n 4" for four ranks per expert). BTM_ENV, BTM: see slurm/job_step.sh.
 set -euo pipefail
-DECK=${1:?usage: slurm/pipeline.sh DECK EXPERT [EXPERT ...]}
+DECK=${1:?usage: slurm/pipeline.sh DECK [btm run options] [-- EXPERT ...]}
 shift
-[[ $# -gt 0 ]] || { echo "name the experts (domains) to train" >&2; exit 2; }
-here=$(dirname "$0")
-seed=$(sbatch --parsable "$here/single_node.sbatch" "$DECK" --phases prepare,seed)
-experts=$(EXPERTS="$*" sbatch --parsable --dependency=afterok:"$seed" --array=0-$(($# - 1)) \
-            --export=ALL "$here/expert_array.sbatch" "$DECK")
-final=$(sbatch --parsable --dependency=afterok:"$experts" "$here/single_node.sbatch" "$DECK" \
-          --phases baseline,average,eval)
-echo "submitted: seed=$seed experts=$experts final=$final"
+opts=()
+while [[ $# -gt 0 && $1 != -- ]]; do opts+=("$1"); shift; done
+experts=()
+if [[ $# -gt 0 ]]; then shift; experts=("$@"); [[ ${#experts[@]} -gt 0 ]] || { echo "name the experts after --" >&2; exit 2; }; fi
+here=$(cd "$(dirname "$0")" && pwd)
+export BTM_ROOT=${BTM_ROOT:-$(dirname "$here")}
+read -r -a common <<<"${BTM_SBATCH_ARGS:-}"
+read -r -a expert_args <<<"${BTM_EXPERT_SBATCH_ARGS:-}"
+submit() { sbatch --parsable --export=ALL "${common[@]}" "$@"; }
+
+if [[ ${#experts[@]} -eq 0 ]]; then
+  echo "job=$(submit "$here/single_node.sbatch" "$DECK" "${opts[@]}")"
+  exit 0
+fi
+seed=$(submit "$here/single_node.sbatch" "$DECK" "${opts[@]}" --phases prepare,seed)
+array=$(EXPERTS="${experts[*]}" submit "${expert_args[@]}" --dependency=afterok:"$seed" \
+          --array=0-$((${#experts[@]} - 1)) "$here/expert_array.sbatch" "$DECK" "${opts[@]}")
+baseline=$(submit --dependency=afterok:"$seed" "$here/single_node.sbatch" "$DECK" "${opts[@]}" --phases baseline)
+final=$(submit --dependency=afterok:"$array":"$baseline" "$here/single_node.sbatch" "$DECK" "${opts[@]}" \
+          --phases average,eval)
+echo "seed=$seed experts=$array baseline=$baseline final=$final"

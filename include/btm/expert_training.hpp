@@ -38,6 +38,10 @@ std::filesystem::path finished_expert_file(const Forest& forest, const ForestEnt
 ForestEntry add_expert_file(const std::filesystem::path& forest_file, const std::filesystem::path& model,
                             const std::string& name, const std::string& domain, bool replace);
 
+// The forest (manifest and registration records) with the deck's experts in the deck's
+// order, whatever order they finished in; rank 0 writes it back to forest.h5. Collective.
+Forest forest_in_deck_order(const Deck& deck, const Dataset& data, const Comm& world);
+
 // The manifest row of a finished expert file (name, domain, parent, tokens, architecture).
 ForestEntry forest_entry_of(const std::filesystem::path& model_file, const std::filesystem::path& forest_file);
 

@@ -3,6 +3,10 @@
 // datasets under /experts: name, domain, parent, file (relative to forest.h5's folder
 // unless absolute), architecture (ModelConfig::architecture_hash) as strings, and tokens
 // (uint64). Every expert of a forest shares one architecture.
+//
+// Expert training registers each finished expert in a record of its own,
+// "<forest.h5>.d/<name>.h5" (a one-row manifest written by atomic rename), so separate jobs
+// finishing together need no file locks; load() merges the records into the manifest.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -23,11 +27,18 @@ struct ForestEntry {
 
 class Forest {
  public:
-  // An empty forest when `path` does not exist yet.
+  // The manifest at `path` (empty when it does not exist yet) with the registration records
+  // merged in after its rows (records in name order; a record replaces a row of its name).
   static Forest load(const std::filesystem::path& path);
-  void save(const std::filesystem::path& path) const;  // atomic
-  // Load, modify, save under an exclusive lock on "<path>.lock": separate jobs (one Slurm
-  // array task per expert) can register their experts at the same time without losing any.
+  // Whether there is a forest at `path`: the manifest or a registration record.
+  static bool exists(const std::filesystem::path& path);
+  // Writes the manifest (atomic); the records stay, so concurrent writers lose nothing.
+  void save(const std::filesystem::path& path) const;
+  // Registers one expert: writes its record atomically, without locks or a read of the
+  // manifest (one Slurm array task per expert may finish at the same time as another).
+  static void register_entry(const std::filesystem::path& path, const ForestEntry& entry);
+  // Load, modify, save and drop the merged records, under an exclusive lock on
+  // "<path>.lock": for edits of the forest by hand (btm forest add/remove).
   static Forest update(const std::filesystem::path& path, const std::function<void(Forest&)>& change);
 
   const std::vector<ForestEntry>& experts() const { return experts_; }
@@ -44,6 +55,7 @@ class Forest {
   std::filesystem::path resolve(const ForestEntry& entry) const;
 
  private:
+  static Forest load_manifest(const std::filesystem::path& path);  // one file, no records
   std::filesystem::path path_;  // forest.h5
   std::vector<ForestEntry> experts_;
 };

@@ -17,7 +17,7 @@ void run_prepare(const Deck& deck, const Comm& world);
 PhaseStatus run_seed(const Deck& deck, const Comm& world);
 PhaseStatus run_experts(const Deck& deck, const Comm& world);
 PhaseStatus run_baseline(const Deck& deck, const Comm& world);
-void run_average(const Deck& deck, const Comm& world);
+PhaseStatus run_average(const Deck& deck, const Comm& world);
 void run_eval(const Deck& deck, const Comm& world);
 
 // Domains resolved against data.h5: data.train_domains, or every domain of the data file

@@ -51,7 +51,7 @@ int command_forest(const std::vector<std::string>& args) {
   if (args.size() < 2) throw Error("btm forest " + verb + ": missing FOREST.h5\n" + kForestUsage);
   const std::filesystem::path forest_file = args[1];
   if (verb == "list") {
-    if (!std::filesystem::exists(forest_file)) throw Error("no such file: " + forest_file.string());
+    if (!Forest::exists(forest_file)) throw Error("no such file: " + forest_file.string());
     print_forest(Forest::load(forest_file), std::cout);
     return 0;
   }
@@ -73,7 +73,7 @@ int command_forest(const std::vector<std::string>& args) {
   }
   if (verb == "remove") {
     if (args.size() != 3) throw Error("btm forest remove: expected FOREST.h5 NAME\n" + std::string(kForestUsage));
-    if (!std::filesystem::exists(forest_file)) throw Error("no such file: " + forest_file.string());
+    if (!Forest::exists(forest_file)) throw Error("no such file: " + forest_file.string());
     Forest::update(forest_file, [&](Forest& f) { f.remove(args[2]); });
     std::cout << "removed '" << args[2] << "' from " << forest_file.string() << "\n";
     return 0;

@@ -368,8 +368,17 @@ BTM_H5_INSTANTIATE(std::uint32_t)
 BTM_H5_INSTANTIATE(std::uint64_t)
 #undef BTM_H5_INSTANTIATE
 
+namespace {
+// Unique among the writers of a shared filesystem: process ids repeat across nodes.
+std::string writer_tag() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return std::string(host) + "." + std::to_string(::getpid());
+}
+}  // namespace
+
 AtomicWrite::AtomicWrite(const std::filesystem::path& path)
-    : path_(path), tmp_(path.string() + ".tmp." + std::to_string(::getpid())) {
+    : path_(path), tmp_(path.string() + ".tmp." + writer_tag()) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   file_ = std::make_unique<File>(tmp_, File::Mode::create);
 }

@@ -50,7 +50,9 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
     plan.models.push_back({"baseline", deck.baseline_file(), {}});
   }
 
-  const Forest forest = Forest::load(deck.forest_file());
+  // The deck's order whatever order the experts finished in (columns of the table).
+  Forest forest = Forest::load(deck.forest_file());
+  forest.order_as(expert_names_of(deck, data));
   if (forest.experts().empty()) {
     warn_root("eval: no experts in " + deck.forest_file().string() +
               ": the experts phase did not run; skipping the experts and the ensembles");
@@ -96,6 +98,7 @@ void run_eval(const Deck& deck, const Comm& world, SingleExperts single_experts)
   const auto t0 = std::chrono::steady_clock::now();
   validate_ensembles(deck.eval.ensembles);  // before anything else: a deck error is a deck error
   Dataset data(deck.data_file());
+  forest_in_deck_order(deck, data, world);  // forest.h5 in the order of the table
   const EvalPlan plan = eval_plan_from_deck(deck, data, single_experts);
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
   ModelPool pool(*backend, data.vocab_size(), plan.context);

@@ -13,7 +13,47 @@
 
 namespace btm {
 
+namespace {
+
+std::filesystem::path records_dir(const std::filesystem::path& forest_file) {
+  return forest_file.string() + ".d";
+}
+
+// The registration records of a forest, in name order (temporary files of writers excluded).
+std::vector<std::filesystem::path> record_files(const std::filesystem::path& forest_file) {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(records_dir(forest_file), ec)) {
+    if (e.path().extension() == ".h5") out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
 Forest Forest::load(const std::filesystem::path& path) {
+  Forest forest = load_manifest(path);
+  for (const auto& record : record_files(path)) {
+    for (const auto& e : load_manifest(record).experts_) forest.add(e);
+  }
+  return forest;
+}
+
+bool Forest::exists(const std::filesystem::path& path) {
+  return std::filesystem::exists(path) || !record_files(path).empty();
+}
+
+void Forest::register_entry(const std::filesystem::path& path, const ForestEntry& entry) {
+  if (entry.name.empty() || entry.name.find('/') != std::string::npos) {
+    throw Error("cannot register an expert named '" + entry.name + "' in " + path.string());
+  }
+  Forest record;
+  record.experts_.push_back(entry);
+  record.save(records_dir(path) / (entry.name + ".h5"));
+}
+
+Forest Forest::load_manifest(const std::filesystem::path& path) {
   Forest forest;
   forest.path_ = path;
   if (!std::filesystem::exists(path)) return forest;
@@ -70,9 +110,12 @@ Forest Forest::update(const std::filesystem::path& path, const std::function<voi
     throw Error("cannot lock " + lock_path + ": " + why);
   }
   try {
+    const std::vector<std::filesystem::path> merged = record_files(path);
     Forest forest = load(path);
     change(forest);
     forest.save(path);
+    // Now in the manifest: a record left behind would undo a removal or replacement.
+    for (const auto& record : merged) std::filesystem::remove(record);
     ::close(fd);  // releases the lock
     return forest;
   } catch (...) {

@@ -12,6 +12,7 @@
 #include "btm/forest.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
+#include "btm/train/stop_signal.hpp"
 
 namespace btm {
 
@@ -33,8 +34,9 @@ void write_average(const Deck& deck, const std::string& name, const std::vector<
 
 }  // namespace
 
-void run_average(const Deck& deck, const Comm& world) {
-  const Forest forest = Forest::load(deck.forest_file());
+PhaseStatus run_average(const Deck& deck, const Comm& world) {
+  Dataset data(deck.data_file());
+  const Forest forest = forest_in_deck_order(deck, data, world);
   if (forest.experts().empty()) {
     throw Error("the average phase needs experts in " + deck.forest_file().string() + "; run the experts phase first");
   }
@@ -63,16 +65,22 @@ void run_average(const Deck& deck, const Comm& world) {
   if (deck.average.posterior) {
     // Posteriors need every expert's forward pass: computed over all ranks, domain by domain;
     // the average of domain i is then written by rank i % P.
-    Dataset data(deck.data_file());
     auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
     const std::vector<std::string> domains = eval_domains_of(deck, data);
     for (std::size_t i = 0; i < domains.size(); ++i) {
+      // Each domain's posterior takes forward passes of every expert: a stop signal ends the
+      // phase between two (a re-run recomputes the averages).
+      if (world.any(StopSignals::requested())) {
+        log_root("phase=average status=interrupted before=posterior-" + domains[i] + " (re-run to resume)");
+        return PhaseStatus::interrupted;
+      }
       const std::vector<double> w = domain_posterior(deck, data, *backend, files, domains[i], world, deck.average.posterior_sequences);
       if (static_cast<int>(i % world.size()) == world.rank()) {
         write_average(deck, "posterior-" + domains[i], files, names, w);
       }
     }
   }
+  return PhaseStatus::done;
 }
 
 }  // namespace btm

@@ -10,6 +10,7 @@
 #include "btm/log.hpp"
 #include "btm/model/param_layout.hpp"
 #include "btm/train/checkpoint.hpp"
+#include "btm/train/stop_signal.hpp"
 
 namespace btm {
 
@@ -93,6 +94,11 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
                                 const std::vector<std::string>& experts, const Forest& forest,
                                 const TrainControl& control) {
   for (const auto& name : experts) {
+    // A stop signal between two experts: the next one starts in the re-run.
+    if (group.any(StopSignals::requested())) {
+      if (group.is_root()) log_line("phase=experts status=interrupted before=" + name + " (re-run to resume)");
+      return PhaseStatus::interrupted;
+    }
     TrainJob job;
     job.phase = "experts";
     job.name = name;
@@ -105,14 +111,15 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
     auto start = [&] { return branch_point(deck, data, backend, group, name, forest); };
     const TrainOutcome outcome = train_model(deck, data, backend, group, job, start, control);
     if (outcome == TrainOutcome::interrupted) return PhaseStatus::interrupted;
-    // Registered at once by the group's leader (under the manifest's file lock): if another
-    // group dies later, every expert finished so far is already in the forest.
+    // Registered at once by the group's leader, in a record of its own (no lock: other groups
+    // or array tasks may finish at the same moment): if another group dies later, every expert
+    // finished so far is already in the forest.
     if (group.is_root()) {
       if (outcome == TrainOutcome::already_complete && !forest.find(name)) {
         log_line("phase=experts model=" + name + " note: finished but not in " + deck.forest_file().string() +
                  " (removed?): registered again, as the deck lists it; drop it from experts.domains to keep it out");
       }
-      Forest::update(deck.forest_file(), [&](Forest& f) { f.add(forest_entry_of(job.file, deck.forest_file())); });
+      Forest::register_entry(deck.forest_file(), forest_entry_of(job.file, deck.forest_file()));
     }
   }
   return PhaseStatus::done;
@@ -187,7 +194,8 @@ PhaseStatus run_experts(const Deck& deck, const Comm& world) {
   if (experts.empty()) throw Error("no experts to train: set data.train_domains or experts.domains");
   const GroupLayout layout = GroupLayout::make(world.size(), static_cast<int>(experts.size()));
   const int g = layout.group_of_rank(world.rank());
-  const Forest forest = Forest::load(deck.forest_file());
+  Forest forest = Forest::load(deck.forest_file());
+  forest.order_as(experts);
   std::vector<std::string> mine;
   for (int e : layout.experts_of_group(g)) mine.push_back(experts[e]);
   if (world.is_root()) {
@@ -213,10 +221,21 @@ PhaseStatus run_experts(const Deck& deck, const Comm& world) {
              "finished expert)");
   });
   if (world.is_root()) {
-    const Forest now = Forest::update(deck.forest_file(), [&](Forest& f) { f.order_as(experts); });
+    Forest now = Forest::load(deck.forest_file());
+    now.order_as(experts);
+    now.save(deck.forest_file());
     log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(now.experts().size()));
   }
   return interrupted ? PhaseStatus::interrupted : PhaseStatus::done;
+}
+
+Forest forest_in_deck_order(const Deck& deck, const Dataset& data, const Comm& world) {
+  Forest forest = Forest::load(deck.forest_file());
+  forest.order_as(expert_names_of(deck, data));
+  // Array tasks register their experts in finish order; the manifest others read is the deck's.
+  if (world.is_root() && !forest.experts().empty()) forest.save(deck.forest_file());
+  world.barrier();
+  return forest;
 }
 
 }  // namespace btm

@@ -4,6 +4,7 @@
 #include "btm/log.hpp"
 #include "btm/ops/backend.hpp"
 #include "btm/phases.hpp"
+#include "btm/train/stop_signal.hpp"
 
 namespace btm {
 
@@ -24,15 +25,22 @@ bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const 
     throw Error("model.num_local_experts = " + std::to_string(deck.model.num_local_experts) +
                 ": MoE layers are not implemented on the " + deck.run.backend + " backend yet; use backend = \"cpu\"");
   }
+  // For the whole run, so that a stop signal never kills a phase: training checkpoints at
+  // its next step, everything else stops at the next phase boundary (status 75, resumable).
+  StopSignals signals;
   for (const auto& phase : kAllPhases) {
     if (std::find(phases.begin(), phases.end(), phase) == phases.end()) continue;
+    if (world.any(StopSignals::requested())) {
+      log_root("# stopped before the " + phase + " phase (stop signal); run the same command again to continue");
+      return false;
+    }
     log_root("# phase " + phase);
     PhaseStatus status = PhaseStatus::done;
     if (phase == "prepare") run_prepare(deck, world);
     else if (phase == "seed") status = run_seed(deck, world);
     else if (phase == "experts") status = run_experts(deck, world);
     else if (phase == "baseline") status = run_baseline(deck, world);
-    else if (phase == "average") run_average(deck, world);
+    else if (phase == "average") status = run_average(deck, world);
     else if (phase == "eval") run_eval(deck, world);
     // Later phases read what this one wrote, on every rank.
     world.barrier();

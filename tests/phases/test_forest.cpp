@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "btm/comm.hpp"
 #include "btm/error.hpp"
 #include "btm/forest.hpp"
@@ -62,4 +64,41 @@ TEST(Forest, OrderAsPutsTheNamedExpertsLastInThatOrder) {
   std::vector<std::string> names;
   for (const auto& e : f.experts()) names.push_back(e.name);
   EXPECT_EQ(names, (std::vector<std::string>{"old", "a", "b", "c"}));
+}
+
+TEST(Forest, RegisteredExpertsNeedNoLockAndLoadWithTheManifest) {
+  const auto dir = btm::test::fresh_dir("forest_records") / std::to_string(btm::Comm::world().rank());
+  const auto path = dir / "forest.h5";
+  EXPECT_FALSE(btm::Forest::exists(path));
+  // Finish order: dictionary, then scripture (separate jobs, each writing its own record).
+  btm::Forest::register_entry(path, entry("dictionary"));
+  EXPECT_TRUE(btm::Forest::exists(path));
+  EXPECT_FALSE(std::filesystem::exists(path.string() + ".lock"));
+  btm::Forest::register_entry(path, entry("scripture"));
+  auto f = btm::Forest::load(path);
+  ASSERT_EQ(f.experts().size(), 2u);
+  f.order_as({"scripture", "code-go", "dictionary"});
+  f.save(path);
+  // The records stay (a concurrent writer may not have seen them); loading merges them once.
+  auto again = btm::Forest::load(path);
+  ASSERT_EQ(again.experts().size(), 2u);
+  EXPECT_EQ(again.experts()[0].name, "scripture");
+  EXPECT_EQ(again.experts()[1].name, "dictionary");
+  // A removal by hand also drops the record, which would otherwise bring the expert back.
+  btm::Forest::update(path, [](btm::Forest& forest) { forest.remove("dictionary"); });
+  const auto left = btm::Forest::load(path);
+  ASSERT_EQ(left.experts().size(), 1u);
+  EXPECT_EQ(left.experts()[0].name, "scripture");
+}
+
+TEST(Forest, ARegistrationReplacesTheManifestRowOfItsName) {
+  const auto dir = btm::test::fresh_dir("forest_reregister") / std::to_string(btm::Comm::world().rank());
+  const auto path = dir / "forest.h5";
+  btm::Forest::update(path, [](btm::Forest& f) { f.add(entry("legal")); });
+  auto retrained = entry("legal");
+  retrained.tokens = 7;
+  btm::Forest::register_entry(path, retrained);
+  const auto f = btm::Forest::load(path);
+  ASSERT_EQ(f.experts().size(), 1u);
+  EXPECT_EQ(f.find("legal")->tokens, 7u);
 }

@@ -1,6 +1,8 @@
 #pragma once
 // Graceful stop on SIGUSR1 / SIGTERM (Slurm: `#SBATCH --signal=USR1@120`, scancel, time
 // limit): the trainer checkpoints at the next step boundary and exits; a re-run resumes.
+// run_phases holds one for the whole run, so the signal never kills a rank: outside
+// training the run stops at the next safe point (between experts, between phases).
 namespace btm {
 
 // Installs the handlers for its lifetime and restores the previous ones afterwards.
