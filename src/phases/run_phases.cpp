@@ -27,6 +27,8 @@ bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const 
     else if (phase == "experts") status = run_experts(deck, world);
     else if (phase == "baseline") status = run_baseline(deck, world);
     else if (phase == "average") run_average(deck, world);
+    else if (phase == "mix") run_mix(deck, world);
+    else if (phase == "finetune") status = run_finetune(deck, world);
     else if (phase == "eval") run_eval(deck, world);
     // Later phases read what this one wrote, on every rank.
     world.barrier();

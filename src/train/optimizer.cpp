@@ -8,7 +8,14 @@ namespace btm {
 
 AdamW::AdamW(const ParamLayout& layout, Backend& backend, const TrainConfig& config)
     : layout_(layout), backend_(backend), config_(config),
-      m_(backend, layout.total() * sizeof(float)), v_(backend, layout.total() * sizeof(float)) {}
+      m_(backend, layout.total() * sizeof(float)), v_(backend, layout.total() * sizeof(float)),
+      frozen_(layout.params().size(), 0) {}
+
+void AdamW::freeze(const std::string& name_part) {
+  for (std::size_t i = 0; i < layout_.params().size(); ++i) {
+    if (layout_.params()[i].name.find(name_part) != std::string::npos) frozen_[i] = 1;
+  }
+}
 
 double AdamW::clip(float* grads) {
   const double norm = std::sqrt(backend_.sum_squares(grads, layout_.total()));
@@ -19,7 +26,9 @@ double AdamW::clip(float* grads) {
 }
 
 void AdamW::step(float* params, const float* grads, double lr, long step) {
-  for (const auto& p : layout_.params()) {
+  for (std::size_t i = 0; i < layout_.params().size(); ++i) {
+    if (frozen_[i]) continue;
+    const ParamInfo& p = layout_.params()[i];
     const double wd = p.is_matrix() ? config_.weight_decay : 0.0;
     backend_.adamw(params + p.offset, grads + p.offset, m() + p.offset, v() + p.offset, p.numel,
                    static_cast<float>(lr), static_cast<float>(config_.beta1),

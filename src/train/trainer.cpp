@@ -90,7 +90,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
                          const TrainJob& job, const std::function<StartPoint()>& start,
                          const TrainControl& control) {
   const TrainConfig& tc = job.train;
-  const ModelConfig config = resolve_model_config(deck, data);
+  const ModelConfig config = job.model ? *job.model : resolve_model_config(deck, data);
   const int ctx = config.max_position_embeddings;
   const std::int64_t total_steps = static_cast<std::int64_t>(phase_steps(job.tokens, tc, ctx));
   const std::string tag = "phase=" + job.phase + " model=" + job.name;
@@ -102,6 +102,10 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
 
   Llama model(config, backend);
   AdamW optimizer(model.layout(), backend, tc);
+  if (!job.train_experts) {
+    model.set_train_experts(false);
+    optimizer.freeze(".block_sparse_moe.experts.");  // no weight decay either: frozen means unchanged
+  }
   TrainState state;
   ModelMeta meta{job.name, job.phase, "", job.domain, to_toml(deck)};
   TokenizerBlob tokenizer{data.tokenizer_model(), data.vocab_size(), data.bos_id(), data.eos_id()};

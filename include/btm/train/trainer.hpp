@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct TrainJob {
   std::vector<std::string> valid_domains;  // validation loss reported per domain
   std::uint64_t tokens = 0;               // budget
   TrainConfig train;
+  std::optional<ModelConfig> model;  // the architecture; empty: the deck's [model] (finetune: the mixed model's)
+  bool train_experts = true;         // false: MoE experts frozen (finetune.freeze_experts)
 };
 
 // Where a fresh run starts (used only when job.file holds no checkpoint yet).
