@@ -11,6 +11,26 @@ namespace btm {
 
 std::size_t dtype_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
 
+MoeRouting moe_routing_from_name(const std::string& name) {
+  if (name == "top_k") return MoeRouting::top_k;
+  if (name == "switch") return MoeRouting::switch_top1;
+  if (name == "soft") return MoeRouting::soft;
+  if (name == "sample_top1") return MoeRouting::sample_top1;
+  throw Error("unknown MoE routing \"" + name + "\"; expected top_k, switch, soft or sample_top1");
+}
+
+int MoeDispatch::rows() const {
+  int m = 0;
+  for (int c : counts) m += c;
+  return m;
+}
+
+int MoeDispatch::offset(int expert) const {
+  int m = 0;
+  for (int e = 0; e < expert; ++e) m += counts[e];
+  return m;
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options) {
   if (name == "cpu") return make_cpu_backend(options);
   if (name == "cuda") {

@@ -51,7 +51,9 @@ std::string to_toml(const Deck& resolved) {
   out << "# btm deck, resolved: every key, defaults filled in\n";
   table(out, "run", deck::run_fields(d.run));
   table(out, "data", deck::data_fields(d.data));
-  table(out, "model", deck::model_fields(d.model));
+  auto model = deck::model_fields(d.model);
+  if (!d.model.is_moe()) std::erase_if(model, [](const Field& f) { return deck::is_moe_model_key(f.key); });
+  table(out, "model", model);
   table(out, "train", deck::train_fields(d.train));
   table(out, "seed", deck::seed_fields(d.seed));
   table(out, "seed.train", deck::train_fields(d.seed.train));

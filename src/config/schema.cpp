@@ -142,7 +142,18 @@ std::vector<Field> model_fields(ModelConfig& c) {
           real("rope_theta", c.rope_theta, 0, kInf, true, false),
           real("rms_norm_eps", c.rms_norm_eps, 0, 1, true, true),
           flag("tie_word_embeddings", c.tie_word_embeddings),
-          real("initializer_range", c.initializer_range, 0, 1, true, false)};
+          real("initializer_range", c.initializer_range, 0, 1, true, false),
+          integer("num_local_experts", c.num_local_experts, 1, 4096, true),
+          integer("num_experts_per_tok", c.num_experts_per_tok, 1, 4096),
+          real("router_aux_loss_coef", c.router_aux_loss_coef, 0, kInf, false, true),
+          text("moe_routing", c.moe_routing, moe_routing_modes()),
+          text("moe_aux_loss", c.moe_aux_loss, moe_aux_loss_forms()),
+          real("moe_capacity_factor", c.moe_capacity_factor, 0, kInf, true, true)};
+}
+
+bool is_moe_model_key(std::string_view key) {
+  return key == "num_local_experts" || key == "num_experts_per_tok" || key == "router_aux_loss_coef" ||
+         key.starts_with("moe_");
 }
 
 std::vector<Field> train_fields(TrainConfig& c) {

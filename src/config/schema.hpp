@@ -54,6 +54,9 @@ inline const std::vector<std::string> kSections = {"run",     "data",     "model
 std::vector<Field> run_fields(RunConfig& c);
 std::vector<Field> data_fields(DataConfig& c);
 std::vector<Field> model_fields(ModelConfig& c);
+// The MoE keys (is_moe_model_key) are echoed by to_toml only for MoE models, so a dense
+// deck's resolved text is unchanged.
+bool is_moe_model_key(std::string_view key);
 std::vector<Field> train_fields(TrainConfig& c);
 std::vector<Field> seed_fields(SeedConfig& c);          // without the [seed.train] sub-table
 std::vector<Field> experts_fields(ExpertsConfig& c);    // without [experts.train]

@@ -7,6 +7,18 @@
 
 namespace btm {
 
+// One MoE layer's routing and expert activations for up to `rows` tokens (the dispatched
+// block holds at most rows * k token-slots).
+struct Llama::MoeLayer {
+  int rows = 0;
+  DeviceBuffer logits, probs, gate;  // f32 [N,E], [N,E], [N,k]
+  DeviceBuffer expert, slot, order;  // int32 [N,k], [N,k], [N*k] (token of each dispatched row)
+  DeviceBuffer pu, aux;              // f32 [2,E] (mean probability, mean gate), [1] aux loss
+  DeviceBuffer xe, g, u, a, ye;      // compute [M,d], [M,f] x3, [M,d]
+  MoeDispatch plan;                  // host: rows per expert of the last forward
+  MoeRouteShape shape;               // of the last forward
+};
+
 // Everything the backward pass needs, for one (batch, seq) shape. Residual stream states
 // are kept as 2L+1 buffers: R[2l] enters layer l, R[2l+1] follows its attention block.
 struct Llama::Activations {
@@ -18,7 +30,9 @@ struct Llama::Activations {
   std::vector<DeviceBuffer> h2, g, u, a;       // per layer: [N,d], [N,f] x3
   std::vector<DeviceBuffer> rstd1, rstd2, lse; // per layer f32: [N], [N], [B,H,T]
   DeviceBuffer hf, rstd_f, logits;             // [N,d], f32 [N], [N,V]
-  DeviceBuffer dx, dh, dq, dk, dv, dout, da, dg, du;  // backward scratch
+  DeviceBuffer dx, dh, dq, dk, dv, dout, da, dg, du;  // backward scratch ([N*k, f] for MoE)
+  std::vector<Llama::MoeLayer> moe;            // per layer (MoE models)
+  DeviceBuffer dye, dxe, dgate, dlogits;       // MoE backward scratch: [N*k,d] x2, f32 [N,k], [N,E]
 };
 
 // KV cache for batch-1 decoding: per layer [max_pos, kvd] keys and values.
@@ -26,10 +40,36 @@ struct Llama::Cache {
   std::vector<DeviceBuffer> k, v;
   int rows = 0;  // scratch capacity in tokens
   DeviceBuffer tokens, x, h, q, o, g, u, a, rstd, lse, logits;
+  std::unique_ptr<MoeLayer> moe;  // shared by the layers (no backward)
 };
+
+void Llama::allocate_moe(MoeLayer& M, int n) const {
+  const ModelConfig& c = config_;
+  const std::size_t cb = dtype_bytes(backend_.compute_dtype());
+  const std::size_t N = n, E = c.num_local_experts, k = c.experts_per_token();
+  const std::size_t d = c.hidden_size, f = c.resolved_intermediate_size();
+  auto buf = [&](std::size_t elems, std::size_t bytes) { return DeviceBuffer(backend_, elems * bytes); };
+  M.rows = n;
+  M.logits = buf(N * E, 4);
+  M.probs = buf(N * E, 4);
+  M.gate = buf(N * k, 4);
+  M.expert = buf(N * k, 4);
+  M.slot = buf(N * k, 4);
+  M.order = buf(N * k, 4);
+  M.pu = buf(2 * E, 4);
+  M.aux = buf(1, 4);
+  M.xe = buf(N * k * d, cb);
+  M.g = buf(N * k * f, cb);
+  M.u = buf(N * k * f, cb);
+  M.a = buf(N * k * f, cb);
+  M.ye = buf(N * k * d, cb);
+}
 
 Llama::Llama(const ModelConfig& config, Backend& backend)
     : config_(config), layout_(ParamLayout::llama(config)), backend_(backend) {
+  if (config_.is_moe() && !backend_.supports_moe()) {
+    throw Error("MoE layers are not implemented on the " + backend_.name() + " backend yet; use backend = \"cpu\"");
+  }
   const std::size_t n = layout_.total();
   params_ = DeviceBuffer(backend_, n * sizeof(float));
   grads_ = DeviceBuffer(backend_, n * sizeof(float));
@@ -37,6 +77,18 @@ Llama::Llama(const ModelConfig& config, Backend& backend)
   if (backend_.compute_dtype() != DType::f32) {
     compute_params_ = DeviceBuffer(backend_, n * dtype_bytes(backend_.compute_dtype()));
   }
+  aux_sum_ = DeviceBuffer(backend_, sizeof(float));
+  reset_routing_stats();
+}
+
+void Llama::reset_routing_stats() {
+  const int L = config_.is_moe() ? config_.num_hidden_layers : 0, E = std::max(config_.num_local_experts, 0);
+  stats_ = RoutingStats{};
+  stats_.layers = L;
+  stats_.experts = E;
+  stats_.tokens.assign(std::size_t(L) * E, 0.0);
+  stats_.gate_sum.assign(std::size_t(L) * E, 0.0);
+  stats_.dropped.assign(L, 0);
 }
 
 Llama::~Llama() = default;
@@ -82,7 +134,8 @@ void Llama::init_weights(std::uint64_t seed) {
       continue;
     }
     const bool residual = p.name.find("o_proj") != std::string::npos ||
-                          p.name.find("down_proj") != std::string::npos;
+                          p.name.find("down_proj") != std::string::npos ||
+                          p.name.ends_with(".w2.weight");  // an MoE expert's down_proj
     const double s = residual ? residual_std : std_dev;
     for (std::size_t i = 0; i < p.numel; ++i) t[i] = static_cast<float>(s * normal());
   }
@@ -109,6 +162,9 @@ Llama::Activations& Llama::activations(int batch, int seq) {
   A->targets = buf(N, 4);
   A->nll = buf(N, 4);
   for (std::size_t i = 0; i < 2 * L + 1; ++i) A->residual.push_back(buf(N * d, cb));
+  const bool moe = config_.is_moe();
+  // Rows of the feed-forward activations: every token-slot of the dispatched block for MoE.
+  const std::size_t F = moe ? N * config_.experts_per_token() : N;
   for (std::size_t l = 0; l < L; ++l) {
     A->h1.push_back(buf(N * d, cb));
     A->q.push_back(buf(N * qd, cb));
@@ -116,9 +172,13 @@ Llama::Activations& Llama::activations(int batch, int seq) {
     A->v.push_back(buf(N * kvd, cb));
     A->o.push_back(buf(N * qd, cb));
     A->h2.push_back(buf(N * d, cb));
-    A->g.push_back(buf(N * f, cb));
-    A->u.push_back(buf(N * f, cb));
-    A->a.push_back(buf(N * f, cb));
+    if (moe) {
+      allocate_moe(A->moe.emplace_back(), n);
+    } else {
+      A->g.push_back(buf(N * f, cb));
+      A->u.push_back(buf(N * f, cb));
+      A->a.push_back(buf(N * f, cb));
+    }
     A->rstd1.push_back(buf(N, 4));
     A->rstd2.push_back(buf(N, 4));
     A->lse.push_back(buf(N * config_.num_attention_heads, 4));
@@ -132,14 +192,20 @@ Llama::Activations& Llama::activations(int batch, int seq) {
   A->dk = buf(N * kvd, cb);
   A->dv = buf(N * kvd, cb);
   A->dout = buf(N * qd, cb);
-  A->da = buf(N * f, cb);
-  A->dg = buf(N * f, cb);
-  A->du = buf(N * f, cb);
+  A->da = buf(F * f, cb);
+  A->dg = buf(F * f, cb);
+  A->du = buf(F * f, cb);
+  if (moe) {
+    A->dye = buf(F * d, cb);
+    A->dxe = buf(F * d, cb);
+    A->dgate = buf(F, 4);
+    A->dlogits = buf(N * config_.num_local_experts, 4);
+  }
   acts_ = std::move(A);
   return *acts_;
 }
 
-void Llama::forward(const std::int32_t* tokens, int batch, int seq) {
+void Llama::forward(const std::int32_t* tokens, int batch, int seq, bool training) {
   Activations& A = activations(batch, seq);
   Backend& be = backend_;
   const ModelConfig& c = config_;
@@ -183,19 +249,24 @@ void Llama::forward(const std::int32_t* tokens, int batch, int seq) {
     be.copy(mid, x, std::size_t(n) * d * cb);
     be.linear_forward(A.o[l].get(), weight(P.o), mid, n, qd, d, true);
     be.rmsnorm_forward(mid, params() + P.post_norm, A.h2[l].get(), A.rstd2[l].f32(), n, d, eps);
+    be.copy(out, mid, std::size_t(n) * d * cb);
+    if (c.is_moe()) {
+      moe_forward(l, A.h2[l].get(), out, n, A.moe[l], training);
+      continue;
+    }
     be.linear_forward(A.h2[l].get(), weight(P.gate), A.g[l].get(), n, d, f, false);
     be.linear_forward(A.h2[l].get(), weight(P.up), A.u[l].get(), n, d, f, false);
     be.swiglu_forward(A.g[l].get(), A.u[l].get(), A.a[l].get(), std::size_t(n) * f);
-    be.copy(out, mid, std::size_t(n) * d * cb);
     be.linear_forward(A.a[l].get(), weight(P.down), out, n, f, d, true);
   }
   const int L = c.num_hidden_layers;
+  if (c.is_moe()) stats_.routed_tokens += std::uint64_t(n);
   be.rmsnorm_forward(A.residual[2 * L].get(), params() + layout_.final_norm(), A.hf.get(),
                      A.rstd_f.f32(), n, d, eps);
   be.linear_forward(A.hf.get(), weight(layout_.lm_head()), A.logits.get(), n, d, V, false);
 }
 
-void Llama::backward(int batch, int seq) {
+void Llama::backward(int batch, int seq, float aux_scale) {
   Activations& A = *acts_;
   Backend& be = backend_;
   const ModelConfig& c = config_;
@@ -213,14 +284,18 @@ void Llama::backward(int batch, int seq) {
   const AttentionShape shape{batch, seq, seq, H, KV, hd};
   for (int l = L - 1; l >= 0; --l) {
     const auto& P = layout_.layer(l);
-    // Feed-forward block: out = mid + swiglu(h2) W_down^T, h2 = norm(mid).
-    be.linear_backward_weight(A.dx.get(), A.a[l].get(), G + P.down, n, f, d);
-    be.linear_backward_input(A.dx.get(), weight(P.down), A.da.get(), n, f, d, false);
-    be.swiglu_backward(A.da.get(), A.g[l].get(), A.u[l].get(), A.dg.get(), A.du.get(), std::size_t(n) * f);
-    be.linear_backward_weight(A.dg.get(), A.h2[l].get(), G + P.gate, n, d, f);
-    be.linear_backward_weight(A.du.get(), A.h2[l].get(), G + P.up, n, d, f);
-    be.linear_backward_input(A.dg.get(), weight(P.gate), A.dh.get(), n, d, f, false);
-    be.linear_backward_input(A.du.get(), weight(P.up), A.dh.get(), n, d, f, true);
+    // Feed-forward block: out = mid + swiglu(h2) W_down^T (or the MoE of h2), h2 = norm(mid).
+    if (c.is_moe()) {
+      moe_backward(l, A.h2[l].get(), A.dx.get(), A.dh.get(), n, A.moe[l], aux_scale);
+    } else {
+      be.linear_backward_weight(A.dx.get(), A.a[l].get(), G + P.down, n, f, d);
+      be.linear_backward_input(A.dx.get(), weight(P.down), A.da.get(), n, f, d, false);
+      be.swiglu_backward(A.da.get(), A.g[l].get(), A.u[l].get(), A.dg.get(), A.du.get(), std::size_t(n) * f);
+      be.linear_backward_weight(A.dg.get(), A.h2[l].get(), G + P.gate, n, d, f);
+      be.linear_backward_weight(A.du.get(), A.h2[l].get(), G + P.up, n, d, f);
+      be.linear_backward_input(A.dg.get(), weight(P.gate), A.dh.get(), n, d, f, false);
+      be.linear_backward_input(A.du.get(), weight(P.up), A.dh.get(), n, d, f, true);
+    }
     be.rmsnorm_backward(A.dh.get(), A.residual[2 * l + 1].get(), params() + P.post_norm,
                         A.rstd2[l].f32(), A.dx.get(), G + P.post_norm, n, d, true);
     // Attention block: mid = x + attn(norm(x)) W_o^T.
@@ -243,11 +318,16 @@ void Llama::backward(int batch, int seq) {
 }
 
 std::uint64_t Llama::accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale) {
-  forward(tokens, batch, seq);
+  forward(tokens, batch, seq, true);
   Activations& A = *acts_;
   const int n = batch * seq;
   backend_.cross_entropy(A.logits.get(), A.targets.i32(), A.nll.f32(), n, config_.vocab_size, grad_scale);
-  backward(batch, seq);
+  // This micro-batch's load-balancing loss weighs as its share of the step's tokens.
+  const float aux_weight = grad_scale * static_cast<float>(n);
+  backward(batch, seq, aux_weight);
+  if (config_.is_moe()) {
+    for (auto& M : A.moe) backend_.axpy(static_cast<float>(n), M.aux.f32(), aux_sum_.f32(), 1);
+  }
   if (nll_sum_.bytes() < std::size_t(n) * sizeof(float)) {
     // Grow, keeping what earlier micro-batches of this step accumulated.
     DeviceBuffer bigger(backend_, std::size_t(n) * sizeof(float));
@@ -263,6 +343,12 @@ std::uint64_t Llama::accumulate_gradients(const std::int32_t* tokens, int batch,
   return targets;
 }
 
+double Llama::take_aux_loss_sum() {
+  const double total = backend_.sum(aux_sum_.f32(), 1);
+  backend_.zero(aux_sum_.get(), sizeof(float));
+  return total;
+}
+
 double Llama::take_nll_sum() {
   if (nll_rows_ == 0) return 0.0;
   const double total = backend_.sum(nll_sum_.f32(), nll_rows_);
@@ -273,14 +359,16 @@ double Llama::take_nll_sum() {
 
 LossSum Llama::forward_backward(const std::int32_t* tokens, int batch, int seq, float grad_scale) {
   LossSum out;
-  take_nll_sum();  // a clean accumulator: this call reports its own batch only
+  take_nll_sum();  // clean accumulators: this call reports its own batch only
+  take_aux_loss_sum();
   out.tokens = accumulate_gradients(tokens, batch, seq, grad_scale);
   out.nll = take_nll_sum();
+  out.aux = take_aux_loss_sum();
   return out;
 }
 
 void Llama::token_nll(const std::int32_t* tokens, int batch, int seq, float* nll) {
-  forward(tokens, batch, seq);
+  forward(tokens, batch, seq, false);
   Activations& A = *acts_;
   const int n = batch * seq;
   backend_.cross_entropy(A.logits.get(), A.targets.i32(), A.nll.f32(), n, config_.vocab_size, 0.0f);
@@ -322,9 +410,14 @@ std::vector<float> Llama::decode(const std::int32_t* tokens, int n) {
     C.h = buf(std::size_t(n) * d, cb);
     C.q = buf(std::size_t(n) * qd, cb);
     C.o = buf(std::size_t(n) * qd, cb);
-    C.g = buf(std::size_t(n) * f, cb);
-    C.u = buf(std::size_t(n) * f, cb);
-    C.a = buf(std::size_t(n) * f, cb);
+    if (c.is_moe()) {
+      C.moe = std::make_unique<MoeLayer>();
+      allocate_moe(*C.moe, n);
+    } else {
+      C.g = buf(std::size_t(n) * f, cb);
+      C.u = buf(std::size_t(n) * f, cb);
+      C.a = buf(std::size_t(n) * f, cb);
+    }
     C.rstd = buf(n, 4);
     C.lse = buf(std::size_t(n) * H, 4);
     C.logits = buf(V, cb);
@@ -346,11 +439,16 @@ std::vector<float> Llama::decode(const std::int32_t* tokens, int n) {
     be.attention_forward(C.q.get(), C.k[l].get(), C.v[l].get(), C.o.get(), C.lse.f32(), shape);
     be.linear_forward(C.o.get(), weight(P.o), C.x.get(), n, qd, d, true);
     be.rmsnorm_forward(C.x.get(), params() + P.post_norm, C.h.get(), C.rstd.f32(), n, d, eps);
+    if (c.is_moe()) {
+      moe_forward(l, C.h.get(), C.x.get(), n, *C.moe, false);
+      continue;
+    }
     be.linear_forward(C.h.get(), weight(P.gate), C.g.get(), n, d, f, false);
     be.linear_forward(C.h.get(), weight(P.up), C.u.get(), n, d, f, false);
     be.swiglu_forward(C.g.get(), C.u.get(), C.a.get(), std::size_t(n) * f);
     be.linear_forward(C.a.get(), weight(P.down), C.x.get(), n, f, d, true);
   }
+  if (c.is_moe()) stats_.routed_tokens += std::uint64_t(n);
   // Only the last position's logits are needed.
   void* last = static_cast<char*>(C.x.get()) + std::size_t(n - 1) * d * cb;
   be.rmsnorm_forward(last, params() + layout_.final_norm(), C.h.get(), C.rstd.f32(), 1, d, eps);
@@ -365,6 +463,120 @@ std::vector<float> Llama::decode(const std::int32_t* tokens, int n) {
     be.copy_to_host(logits.data(), tmp.get(), std::size_t(V) * 4);
   }
   return logits;
+}
+
+void Llama::moe_forward(int l, const void* h, void* out, int n, MoeLayer& M, bool training) {
+  Backend& be = backend_;
+  const ModelConfig& c = config_;
+  const auto& P = layout_.layer(l);
+  const int d = c.hidden_size, f = c.resolved_intermediate_size(), E = c.num_local_experts;
+  const std::size_t cb = dtype_bytes(be.compute_dtype());
+  MoeRouteShape& s = M.shape;
+  s.n = n;
+  s.experts = E;
+  s.k = c.experts_per_token();
+  s.routing = moe_routing_from_name(c.moe_routing);
+  s.training = training;
+  s.seed = routing_seed_ ^ (0x9e3779b97f4a7c15ull * std::uint64_t(l + 1));
+  // Switch capacity applies while training only: evaluation and decoding are dropless.
+  s.capacity = s.routing == MoeRouting::switch_top1 && training
+                   ? static_cast<int>(std::ceil(c.moe_capacity_factor * n / E))
+                   : 0;
+  // Router in fp32 on the master weights.
+  be.moe_router_forward(h, params() + P.router, M.logits.f32(), n, d, E);
+  be.moe_route(M.logits.f32(), M.probs.f32(), M.expert.i32(), M.gate.f32(), s);
+  be.moe_plan(M.expert.i32(), M.gate.f32(), M.order.i32(), M.slot.i32(), s, M.plan);
+  be.moe_aux_loss(M.probs.f32(), M.expert.i32(), M.gate.f32(), M.pu.f32(), M.aux.f32(), s, aux_form(),
+                  static_cast<float>(c.router_aux_loss_coef));
+  const int m = M.plan.rows();
+  be.moe_dispatch(h, M.order.i32(), M.xe.get(), m, d);
+  // Each expert on its own rows only (a grouped GEMM as one call per expert).
+  auto at = [&](const DeviceBuffer& b, int row, int width) {
+    return static_cast<char*>(b.get()) + std::size_t(row) * width * cb;
+  };
+  for (int e = 0, r0 = 0; e < E; r0 += M.plan.counts[e], ++e) {
+    const int rows = M.plan.counts[e];
+    if (rows == 0) continue;
+    be.linear_forward(at(M.xe, r0, d), weight(P.experts[e].w1), at(M.g, r0, f), rows, d, f, false);
+    be.linear_forward(at(M.xe, r0, d), weight(P.experts[e].w3), at(M.u, r0, f), rows, d, f, false);
+  }
+  be.swiglu_forward(M.g.get(), M.u.get(), M.a.get(), std::size_t(m) * f);
+  for (int e = 0, r0 = 0; e < E; r0 += M.plan.counts[e], ++e) {
+    const int rows = M.plan.counts[e];
+    if (rows == 0) continue;
+    be.linear_forward(at(M.a, r0, f), weight(P.experts[e].w2), at(M.ye, r0, d), rows, f, d, false);
+  }
+  be.moe_combine(M.ye.get(), M.slot.i32(), M.gate.f32(), out, n, s.k, d);
+  for (int e = 0; e < E; ++e) {
+    stats_.tokens[std::size_t(l) * E + e] += M.plan.counts[e];
+    stats_.gate_sum[std::size_t(l) * E + e] += M.plan.gate_sum[e];
+  }
+  stats_.dropped[l] += M.plan.dropped;
+}
+
+void Llama::moe_backward(int l, const void* h, const void* dy, void* dh, int n, MoeLayer& M, float aux_scale) {
+  Backend& be = backend_;
+  const ModelConfig& c = config_;
+  const auto& P = layout_.layer(l);
+  const int d = c.hidden_size, f = c.resolved_intermediate_size(), E = c.num_local_experts;
+  const std::size_t cb = dtype_bytes(be.compute_dtype());
+  const MoeRouteShape& s = M.shape;
+  Activations& A = *acts_;
+  float* G = grads();
+  const int m = M.plan.rows();
+  auto at = [&](const DeviceBuffer& b, int row, int width) {
+    return static_cast<char*>(b.get()) + std::size_t(row) * width * cb;
+  };
+  be.moe_combine_backward(dy, M.ye.get(), M.slot.i32(), M.gate.f32(), A.dye.get(), A.dgate.f32(), n, s.k, d);
+  for (int e = 0, r0 = 0; e < E; r0 += M.plan.counts[e], ++e) {
+    const int rows = M.plan.counts[e];
+    if (rows == 0) continue;
+    if (train_experts_) be.linear_backward_weight(at(A.dye, r0, d), at(M.a, r0, f), G + P.experts[e].w2, rows, f, d);
+    be.linear_backward_input(at(A.dye, r0, d), weight(P.experts[e].w2), at(A.da, r0, f), rows, f, d, false);
+  }
+  be.swiglu_backward(A.da.get(), M.g.get(), M.u.get(), A.dg.get(), A.du.get(), std::size_t(m) * f);
+  for (int e = 0, r0 = 0; e < E; r0 += M.plan.counts[e], ++e) {
+    const int rows = M.plan.counts[e];
+    if (rows == 0) continue;
+    if (train_experts_) {
+      be.linear_backward_weight(at(A.dg, r0, f), at(M.xe, r0, d), G + P.experts[e].w1, rows, d, f);
+      be.linear_backward_weight(at(A.du, r0, f), at(M.xe, r0, d), G + P.experts[e].w3, rows, d, f);
+    }
+    be.linear_backward_input(at(A.dg, r0, f), weight(P.experts[e].w1), at(A.dxe, r0, d), rows, d, f, false);
+    be.linear_backward_input(at(A.du, r0, f), weight(P.experts[e].w3), at(A.dxe, r0, d), rows, d, f, true);
+  }
+  be.moe_dispatch_backward(A.dxe.get(), M.slot.i32(), dh, n, s.k, d, false);
+  be.moe_route_backward(A.dgate.f32(), M.probs.f32(), M.expert.i32(), M.gate.f32(), M.pu.f32(), A.dlogits.f32(), s,
+                        aux_form(), static_cast<float>(c.router_aux_loss_coef), aux_scale);
+  be.moe_router_backward(A.dlogits.f32(), h, params() + P.router, G + P.router, dh, n, d, E);
+}
+
+MoeAuxForm Llama::aux_form() const {
+  return config_.moe_aux_loss == "switch" ? MoeAuxForm::switch_fraction : MoeAuxForm::btx;
+}
+
+std::vector<float> Llama::ffn_input_means(const std::int32_t* tokens, int batch, int seq) {
+  forward(tokens, batch, seq, false);
+  Activations& A = *acts_;
+  const int n = batch * seq, d = config_.hidden_size, L = config_.num_hidden_layers;
+  std::vector<float> means(std::size_t(L) * d);
+  std::vector<float> host(std::size_t(n) * d);
+  DeviceBuffer f32;
+  if (backend_.compute_dtype() != DType::f32) f32 = DeviceBuffer(backend_, host.size() * sizeof(float));
+  for (int l = 0; l < L; ++l) {
+    if (f32.get()) {
+      backend_.to_float(A.h2[l].get(), f32.f32(), host.size());
+      backend_.copy_to_host(host.data(), f32.get(), host.size() * sizeof(float));
+    } else {
+      backend_.copy_to_host(host.data(), A.h2[l].get(), host.size() * sizeof(float));
+    }
+    for (int j = 0; j < d; ++j) {
+      double sum = 0;
+      for (int i = 0; i < n; ++i) sum += host[std::size_t(i) * d + j];
+      means[std::size_t(l) * d + j] = static_cast<float>(sum / std::max(n, 1));
+    }
+  }
+  return means;
 }
 
 std::uint64_t parameter_count(const ModelConfig& config) {

@@ -17,7 +17,15 @@ void write_model_config(h5::File& f, const ModelConfig& c) {
   f.set_attr<double>("/config", "rms_norm_eps", c.rms_norm_eps);
   f.set_attr<std::int8_t>("/config", "tie_word_embeddings", c.tie_word_embeddings ? 1 : 0);
   f.set_attr<double>("/config", "initializer_range", c.initializer_range);
-  f.set_attr("/config", "model_type", std::string("llama"));
+  if (c.is_moe()) {
+    f.set_attr<std::int64_t>("/config", "num_local_experts", c.num_local_experts);
+    f.set_attr<std::int64_t>("/config", "num_experts_per_tok", c.num_experts_per_tok);
+    f.set_attr<double>("/config", "router_aux_loss_coef", c.router_aux_loss_coef);
+    f.set_attr("/config", "moe_routing", c.moe_routing);
+    f.set_attr("/config", "moe_aux_loss", c.moe_aux_loss);
+    f.set_attr<double>("/config", "moe_capacity_factor", c.moe_capacity_factor);
+  }
+  f.set_attr("/config", "model_type", std::string(c.is_moe() ? "mixtral" : "llama"));
   f.set_attr("/config", "architecture_hash", c.architecture_hash());
 }
 
@@ -37,6 +45,17 @@ ModelConfig read_model_config(const h5::File& f) {
   c.tie_word_embeddings = f.attr<std::int8_t>("/config", "tie_word_embeddings") != 0;
   if (f.has_attr("/config", "initializer_range")) {
     c.initializer_range = f.attr<double>("/config", "initializer_range");
+  }
+  if (f.has_attr("/config", "num_local_experts")) {
+    c.num_local_experts = i("num_local_experts");
+    c.num_experts_per_tok = i("num_experts_per_tok");
+    c.router_aux_loss_coef = f.attr<double>("/config", "router_aux_loss_coef");
+    // btm's routing keys; a Mixtral file without them routes as Mixtral does.
+    if (f.has_attr("/config", "moe_routing")) c.moe_routing = f.string_attr("/config", "moe_routing");
+    if (f.has_attr("/config", "moe_aux_loss")) c.moe_aux_loss = f.string_attr("/config", "moe_aux_loss");
+    if (f.has_attr("/config", "moe_capacity_factor")) {
+      c.moe_capacity_factor = f.attr<double>("/config", "moe_capacity_factor");
+    }
   }
   try {
     c.validate();

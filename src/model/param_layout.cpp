@@ -34,9 +34,22 @@ ParamLayout ParamLayout::llama(const ModelConfig& c) {
     l.v = L.add(p + "self_attn.v_proj.weight", {kvd, d});
     l.o = L.add(p + "self_attn.o_proj.weight", {d, qd});
     l.post_norm = L.add(p + "post_attention_layernorm.weight", {d});
-    l.gate = L.add(p + "mlp.gate_proj.weight", {f, d});
-    l.up = L.add(p + "mlp.up_proj.weight", {f, d});
-    l.down = L.add(p + "mlp.down_proj.weight", {d, f});
+    if (c.is_moe()) {
+      const std::string moe = p + "block_sparse_moe.";
+      l.router = L.add(moe + "gate.weight", {c.num_local_experts, d});
+      for (int e = 0; e < c.num_local_experts; ++e) {
+        const std::string x = moe + "experts." + std::to_string(e) + ".";
+        ExpertOffsets o;
+        o.w1 = L.add(x + "w1.weight", {f, d});
+        o.w2 = L.add(x + "w2.weight", {d, f});
+        o.w3 = L.add(x + "w3.weight", {f, d});
+        l.experts.push_back(o);
+      }
+    } else {
+      l.gate = L.add(p + "mlp.gate_proj.weight", {f, d});
+      l.up = L.add(p + "mlp.up_proj.weight", {f, d});
+      l.down = L.add(p + "mlp.down_proj.weight", {d, f});
+    }
     L.layers_.push_back(l);
   }
   L.final_norm_ = L.add("model.norm.weight", {d});

@@ -17,6 +17,17 @@ namespace btm {
 struct LossSum {
   double nll = 0;           // sum of token NLLs (nats)
   std::uint64_t tokens = 0;  // targets counted
+  double aux = 0;           // MoE: load-balancing loss, token-weighted sum (see take_aux_loss_sum)
+};
+
+// MoE routing counts, accumulated over every forward pass (training, token_nll, decode)
+// until reset_routing_stats(). Dense models: layers = experts = 0.
+struct RoutingStats {
+  int layers = 0, experts = 0;
+  std::vector<double> tokens;    // [L, E] token-slots dispatched to each expert
+  std::vector<double> gate_sum;  // [L, E] sum of their post-top-k gates
+  std::uint64_t routed_tokens = 0;    // token rows routed per layer (each layer sees them all)
+  std::vector<std::uint64_t> dropped;  // [L] token-slots dropped over capacity (switch routing)
 };
 
 class Llama {
@@ -45,12 +56,19 @@ class Llama {
 
   // tokens: host int32 [batch, seq+1]; inputs are [:, :-1], targets [:, 1:] (< 0: ignored).
   // Adds grad_scale * d(sum of NLL)/d(params) into grads(). Returns the NLL sum over targets.
+  // MoE models add to the objective, per layer, the load-balancing loss of the micro-batch
+  // weighted by grad_scale * batch * seq (its share of the step's tokens: the step's
+  // objective is mean NLL + the token-weighted mean over micro-batches of sum_l aux_l).
   LossSum forward_backward(const std::int32_t* tokens, int batch, int seq, float grad_scale);
   // The same without waiting for the device: the NLL stays in a device accumulator that
   // take_nll_sum() reads (one synchronisation per optimizer step, not per micro-batch).
   // Returns the number of targets counted.
   std::uint64_t accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale);
   double take_nll_sum();
+  // MoE: sum over the micro-batches since the last call of (batch * seq) * sum over layers of
+  // their load-balancing loss; divided by the tokens it is the loss term the gradients
+  // include. 0 for dense models. NLL sums never include it.
+  double take_aux_loss_sum();
   // Per-token NLL, host [batch, seq] (0 for ignored targets). No gradients.
   void token_nll(const std::int32_t* tokens, int batch, int seq, float* nll);
 
@@ -60,12 +78,33 @@ class Llama {
   void reset_cache();
   int cache_length() const { return cache_len_; }
 
+  // ---- mixture of experts ---------------------------------------------------------------
+  const RoutingStats& routing_stats() const { return stats_; }
+  void reset_routing_stats();
+  // sample_top1 noise of the next forward passes (layer l uses a hash of (seed, l)).
+  void set_routing_seed(std::uint64_t seed) { routing_seed_ = seed; }
+  // false: expert FFN weight gradients are not computed at all (they stay as zero_grads()
+  // left them); the router and every other parameter still train.
+  void set_train_experts(bool train) { train_experts_ = train; }
+  bool train_experts() const { return train_experts_; }
+  // Host [L, d]: the mean over all batch*seq input positions of each layer's FFN input
+  // (post_attention_layernorm output). tokens as for token_nll, [batch, seq+1]. Dense or MoE.
+  std::vector<float> ffn_input_means(const std::int32_t* tokens, int batch, int seq);
+
  private:
   struct Activations;
   struct Cache;
   Activations& activations(int batch, int seq);
-  void forward(const std::int32_t* tokens, int batch, int seq);
-  void backward(int batch, int seq);
+  struct MoeLayer;
+  void allocate_moe(MoeLayer& M, int n) const;
+  MoeAuxForm aux_form() const;
+  void forward(const std::int32_t* tokens, int batch, int seq, bool training);
+  void backward(int batch, int seq, float aux_scale);
+  // The MoE feed-forward block of layer l: out[n,d] += moe(h[n,d]).
+  void moe_forward(int l, const void* h, void* out, int n, MoeLayer& M, bool training);
+  // From dy[n,d] (gradient of the block's output): expert and router gradients, and
+  // dh[n,d] = the gradient w.r.t. its input h. aux_scale weighs the load-balancing loss.
+  void moe_backward(int l, const void* h, const void* dy, void* dh, int n, MoeLayer& M, float aux_scale);
   // compute-dtype pointer of the tensor at `offset` (elements) of the layout
   const void* weight(std::size_t offset) const;
 
@@ -78,6 +117,10 @@ class Llama {
   std::unique_ptr<Activations> acts_;
   std::unique_ptr<Cache> cache_;
   int cache_len_ = 0;
+  DeviceBuffer aux_sum_;  // f32 [1]: token-weighted load-balancing loss since take_aux_loss_sum()
+  RoutingStats stats_;
+  std::uint64_t routing_seed_ = 0;
+  bool train_experts_ = true;
 };
 
 // FLOPs of one training token (forward + backward), the PaLM appendix B formula:

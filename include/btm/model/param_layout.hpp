@@ -16,7 +16,8 @@ struct ParamInfo {
   std::vector<std::int64_t> shape;  // [out, in] for matrices, [n] for norm weights
   std::size_t offset = 0;       // in elements
   std::size_t numel = 0;
-  bool is_matrix() const { return shape.size() == 2; }  // weight decay applies to these
+  // Weight decay applies to these, the MoE router included (AdamW everywhere, as in BTX).
+  bool is_matrix() const { return shape.size() == 2; }
 };
 
 class ParamLayout {
@@ -28,9 +29,18 @@ class ParamLayout {
   const ParamInfo& at(const std::string& name) const;  // throws for an unknown name
   const ParamInfo* find(const std::string& name) const;
 
-  // Offsets of a layer's tensors, for the model's hot loops.
+  // Offsets of one MoE expert's SwiGLU (Mixtral names): w1 = gate_proj [f, d],
+  // w2 = down_proj [d, f], w3 = up_proj [f, d].
+  struct ExpertOffsets {
+    std::size_t w1 = 0, w2 = 0, w3 = 0;
+  };
+  // Offsets of a layer's tensors, for the model's hot loops. Dense layers use gate/up/down;
+  // MoE layers (config.num_local_experts > 0) use router ([E, d], block_sparse_moe.gate) and
+  // experts, and leave gate/up/down at 0.
   struct Layer {
-    std::size_t input_norm, q, k, v, o, post_norm, gate, up, down;
+    std::size_t input_norm = 0, q = 0, k = 0, v = 0, o = 0, post_norm = 0, gate = 0, up = 0, down = 0;
+    std::size_t router = 0;
+    std::vector<ExpertOffsets> experts;
   };
   const Layer& layer(int i) const { return layers_[i]; }
   std::size_t embed() const { return embed_; }

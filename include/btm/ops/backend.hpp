@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "btm/comm.hpp"
 
@@ -33,6 +34,41 @@ struct AttentionShape {
   // ptr + (b*len + t)*stride + h*hd.
   long q_stride() const { return long(heads) * head_dim; }
   long kv_stride() const { return long(kv_heads) * head_dim; }
+};
+
+// ---- mixture of experts: how tokens are routed (Backend::moe_*) ---------------------------
+enum class MoeRouting {
+  top_k,        // top-k of softmax(logits), kept gates renormalised to sum 1 (Mixtral)
+  switch_top1,  // top-1, gate = its probability (Switch Transformer); capacity while training
+  soft,         // every expert, gate = softmax(logits)
+  sample_top1,  // top-1 of logits + Gumbel noise while training, argmax otherwise; gate = probability
+};
+MoeRouting moe_routing_from_name(const std::string& name);  // a ModelConfig::moe_routing value
+
+enum class MoeAuxForm {
+  btx,     // u_i = mean over tokens of the post-top-k gate of expert i (0 where not selected)
+  switch_fraction,  // u_i = mean over tokens of the number of slots routed to i (no gradient)
+};
+
+struct MoeRouteShape {
+  int n = 0;        // N token rows
+  int experts = 1;  // E
+  int k = 1;        // slots per token: k for top_k, 1 for switch_top1/sample_top1, E for soft
+  MoeRouting routing = MoeRouting::top_k;
+  bool training = false;   // sample_top1 draws noise only while training
+  std::uint64_t seed = 0;  // sample_top1: the Gumbel noise of (row, expert) is a hash of (seed, row, expert)
+  int capacity = 0;        // most rows an expert takes (switch_top1 while training); 0: no limit
+  std::size_t slots() const { return std::size_t(n) * k; }
+};
+
+// What moe_plan reports to the host: the dispatched block is expert-major, expert e's rows
+// at [offset(e), offset(e) + counts[e]) in token order.
+struct MoeDispatch {
+  std::vector<int> counts;        // [E] rows dispatched to each expert
+  std::vector<double> gate_sum;   // [E] sum of the gates of those rows
+  std::uint64_t dropped = 0;      // token-slots over capacity (not dispatched)
+  int rows() const;               // M = sum of counts
+  int offset(int expert) const;   // sum of counts[< expert]
 };
 
 // Sums a gradient buffer across a communicator (MPI on cpu, NCCL on cuda).
@@ -126,6 +162,55 @@ class Backend {
   virtual void scale(float* x /*[n]*/, float alpha, std::size_t n) = 0;
   // y[n] = a*x[n] + y[n]  (parameter averaging)
   virtual void axpy(float a, const float* x, float* y, std::size_t n) = 0;
+
+  // ---- mixture of experts ------------------------------------------------------------
+  // A layer: logits = router(x); route; plan; dispatch x into an expert-major block xe; each
+  // expert's SwiGLU runs on its own rows of xe through linear_forward/swiglu_forward (a
+  // grouped GEMM, no expert sees a token not routed to it); combine scatters the expert
+  // outputs ye back to token order, weighted by the gates. Slot (t, j) is token t's j-th
+  // choice; slot[t, j] is its row in the dispatched block, -1 when dropped over capacity.
+  // False when these kernels are not implemented (then they throw).
+  virtual bool supports_moe() const = 0;
+  // logits[N,E] fp32 = x[N,d] (compute) w[E,d]^T, w the fp32 router (routing stays in fp32)
+  virtual void moe_router_forward(const void* x, const float* w, float* logits, int n, int d,
+                                  int experts) = 0;
+  // dw[E,d] += dlogits[N,E]^T x[N,d];  dx[N,d] += dlogits[N,E] w[E,d]
+  virtual void moe_router_backward(const float* dlogits, const void* x, const float* w, float* dw,
+                                   void* dx, int n, int d, int experts) = 0;
+  // probs[N,E] = softmax(logits[N,E]); expert int32 [N,k] chosen experts (descending score,
+  // ties to the lower index); gate[N,k] fp32 their gates (see MoeRouting)
+  virtual void moe_route(const float* logits, float* probs, std::int32_t* expert, float* gate,
+                         const MoeRouteShape& s) = 0;
+  // From expert/gate [N,k]: rows int32 [N*k] (row r of the dispatched block holds token
+  // rows[r]; the first M used) and slot int32 [N,k]; the counts come back to the host (a
+  // synchronisation: the expert GEMMs need their row counts).
+  virtual void moe_plan(const std::int32_t* expert, const float* gate, std::int32_t* rows,
+                        std::int32_t* slot, const MoeRouteShape& s, MoeDispatch& out) = 0;
+  // xe[M,d] = x[rows[r], :]   (x [N,d], rows int32 [M])
+  virtual void moe_dispatch(const void* x, const std::int32_t* rows, void* xe, int m, int d) = 0;
+  // dx[N,d] (=|+=) sum_j dxe[slot[t,j], :] over kept slots (dxe [M,d], slot int32 [N,k])
+  virtual void moe_dispatch_backward(const void* dxe, const std::int32_t* slot, void* dx, int n,
+                                     int k, int d, bool accumulate) = 0;
+  // y[N,d] += sum_j gate[t,j] * ye[slot[t,j], :] over kept slots (ye [M,d], gate [N,k] fp32)
+  virtual void moe_combine(const void* ye, const std::int32_t* slot, const float* gate, void* y,
+                           int n, int k, int d) = 0;
+  // dye[M,d] = gate[t,j] * dy[t,:] at row slot[t,j]; dgate[N,k] fp32 = dy[t,:] . ye[slot[t,j],:]
+  // (0 for dropped slots). dy [N,d], ye [M,d].
+  virtual void moe_combine_backward(const void* dy, const void* ye, const std::int32_t* slot,
+                                    const float* gate, void* dye, float* dgate, int n, int k,
+                                    int d) = 0;
+  // Load balancing of one layer: pu[2,E] fp32 = (p, u) with p_i = mean_t probs[t,i] and u_i
+  // per `form`; loss[1] fp32 = coef * E * sum_i u_i p_i. probs [N,E], expert/gate [N,k].
+  virtual void moe_aux_loss(const float* probs, const std::int32_t* expert, const float* gate,
+                            float* pu, float* loss, const MoeRouteShape& s, MoeAuxForm form,
+                            float coef) = 0;
+  // dlogits[N,E] fp32 (overwritten) from dgate[N,k] (the objective's gradient w.r.t. the
+  // gates) plus aux_scale * d(loss of moe_aux_loss)/d(logits). probs [N,E], expert/gate
+  // [N,k], pu [2,E] as moe_route and moe_aux_loss wrote them.
+  virtual void moe_route_backward(const float* dgate, const float* probs, const std::int32_t* expert,
+                                  const float* gate, const float* pu, float* dlogits,
+                                  const MoeRouteShape& s, MoeAuxForm form, float coef,
+                                  float aux_scale) = 0;
 
   virtual std::unique_ptr<Allreducer> make_allreducer(const Comm& comm) = 0;
 };

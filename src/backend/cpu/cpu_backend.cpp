@@ -159,6 +159,48 @@ class CpuBackend final : public Backend {
   void scale(float* x, float alpha, std::size_t n) override { cpu::scale(x, alpha, n); }
   void axpy(float a, const float* x, float* y, std::size_t n) override { cpu::axpy(a, x, y, n); }
 
+  bool supports_moe() const override { return true; }
+  void moe_router_forward(const void* x, const float* w, float* logits, int n, int d, int experts) override {
+    cpu::linear_forward(F(x), w, logits, n, d, experts, false);
+  }
+  void moe_router_backward(const float* dlogits, const void* x, const float* w, float* dw, void* dx, int n,
+                           int d, int experts) override {
+    cpu::linear_backward_weight(dlogits, F(x), dw, n, d, experts);
+    cpu::linear_backward_input(dlogits, w, F(dx), n, d, experts, true);
+  }
+  void moe_route(const float* logits, float* probs, std::int32_t* expert, float* gate,
+                 const MoeRouteShape& s) override {
+    cpu::moe_route(logits, probs, expert, gate, s);
+  }
+  void moe_plan(const std::int32_t* expert, const float* gate, std::int32_t* rows, std::int32_t* slot,
+                const MoeRouteShape& s, MoeDispatch& out) override {
+    cpu::moe_plan(expert, gate, rows, slot, s, out);
+  }
+  void moe_dispatch(const void* x, const std::int32_t* rows, void* xe, int m, int d) override {
+    cpu::moe_dispatch(F(x), rows, F(xe), m, d);
+  }
+  void moe_dispatch_backward(const void* dxe, const std::int32_t* slot, void* dx, int n, int k, int d,
+                             bool accumulate) override {
+    cpu::moe_dispatch_backward(F(dxe), slot, F(dx), n, k, d, accumulate);
+  }
+  void moe_combine(const void* ye, const std::int32_t* slot, const float* gate, void* y, int n, int k,
+                   int d) override {
+    cpu::moe_combine(F(ye), slot, gate, F(y), n, k, d);
+  }
+  void moe_combine_backward(const void* dy, const void* ye, const std::int32_t* slot, const float* gate,
+                            void* dye, float* dgate, int n, int k, int d) override {
+    cpu::moe_combine_backward(F(dy), F(ye), slot, gate, F(dye), dgate, n, k, d);
+  }
+  void moe_aux_loss(const float* probs, const std::int32_t* expert, const float* gate, float* pu, float* loss,
+                    const MoeRouteShape& s, MoeAuxForm form, float coef) override {
+    cpu::moe_aux_loss(probs, expert, gate, pu, loss, s, form, coef);
+  }
+  void moe_route_backward(const float* dgate, const float* probs, const std::int32_t* expert, const float* gate,
+                          const float* pu, float* dlogits, const MoeRouteShape& s, MoeAuxForm form, float coef,
+                          float aux_scale) override {
+    cpu::moe_route_backward(dgate, probs, expert, gate, pu, dlogits, s, form, coef, aux_scale);
+  }
+
   std::unique_ptr<Allreducer> make_allreducer(const Comm& comm) override {
     return cpu::make_mpi_allreducer(comm);
   }

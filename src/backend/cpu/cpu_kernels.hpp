@@ -107,6 +107,32 @@ void scale(float* x /*[n]*/, float alpha, std::size_t n);
 // x, y [n]: y += a * x
 void axpy(float a, const float* x, float* y, std::size_t n);
 
+// ---- cpu_moe.cpp: mixture-of-experts routing (semantics: btm::Backend::moe_*) ----------------
+// Gumbel noise of sample_top1 for (seed, row, expert): -log(-log u), u from splitmix64.
+double moe_gumbel(std::uint64_t seed, std::int64_t row, int expert);
+// logits, probs [n,E]; expert, gate [n,k]
+void moe_route(const float* logits, float* probs, std::int32_t* expert, float* gate, const MoeRouteShape& s);
+// expert, gate, slot [n,k]; rows [n*k] (first out.rows() used)
+void moe_plan(const std::int32_t* expert, const float* gate, std::int32_t* rows, std::int32_t* slot,
+              const MoeRouteShape& s, MoeDispatch& out);
+// x [n,d], rows [m], xe [m,d]
+void moe_dispatch(const float* x, const std::int32_t* rows, float* xe, int m, int d);
+// dxe [m,d], slot [n,k], dx [n,d]
+void moe_dispatch_backward(const float* dxe, const std::int32_t* slot, float* dx, int n, int k, int d,
+                           bool accumulate);
+// ye [m,d], slot, gate [n,k], y [n,d] +=
+void moe_combine(const float* ye, const std::int32_t* slot, const float* gate, float* y, int n, int k, int d);
+// dy [n,d], ye [m,d], slot, gate [n,k], dye [m,d] =, dgate [n,k] =
+void moe_combine_backward(const float* dy, const float* ye, const std::int32_t* slot, const float* gate,
+                          float* dye, float* dgate, int n, int k, int d);
+// probs [n,E], expert, gate [n,k], pu [2,E], loss [1]
+void moe_aux_loss(const float* probs, const std::int32_t* expert, const float* gate, float* pu, float* loss,
+                  const MoeRouteShape& s, MoeAuxForm form, float coef);
+// dgate [n,k], probs [n,E], expert, gate [n,k], pu [2,E], dlogits [n,E] =
+void moe_route_backward(const float* dgate, const float* probs, const std::int32_t* expert, const float* gate,
+                        const float* pu, float* dlogits, const MoeRouteShape& s, MoeAuxForm form, float coef,
+                        float aux_scale);
+
 // ---- cpu_allreduce.cpp ----------------------------------------------------------------------
 std::unique_ptr<Allreducer> make_mpi_allreducer(const Comm& comm);
 

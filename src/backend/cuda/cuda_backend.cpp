@@ -359,12 +359,43 @@ class CudaBackend final : public Backend {
     gpu::launch_axpy(stream_, a, x, y, n);
   }
 
+  // ---- mixture of experts: not on this backend yet (Llama refuses MoE models up front) ---
+  bool supports_moe() const override { return false; }
+  void moe_router_forward(const void*, const float*, float*, int, int, int) override { no_moe(); }
+  void moe_router_backward(const float*, const void*, const float*, float*, void*, int, int, int) override {
+    no_moe();
+  }
+  void moe_route(const float*, float*, std::int32_t*, float*, const MoeRouteShape&) override { no_moe(); }
+  void moe_plan(const std::int32_t*, const float*, std::int32_t*, std::int32_t*, const MoeRouteShape&,
+                MoeDispatch&) override {
+    no_moe();
+  }
+  void moe_dispatch(const void*, const std::int32_t*, void*, int, int) override { no_moe(); }
+  void moe_dispatch_backward(const void*, const std::int32_t*, void*, int, int, int, bool) override { no_moe(); }
+  void moe_combine(const void*, const std::int32_t*, const float*, void*, int, int, int) override { no_moe(); }
+  void moe_combine_backward(const void*, const void*, const std::int32_t*, const float*, void*, float*, int, int,
+                            int) override {
+    no_moe();
+  }
+  void moe_aux_loss(const float*, const std::int32_t*, const float*, float*, float*, const MoeRouteShape&,
+                    MoeAuxForm, float) override {
+    no_moe();
+  }
+  void moe_route_backward(const float*, const float*, const std::int32_t*, const float*, const float*, float*,
+                          const MoeRouteShape&, MoeAuxForm, float, float) override {
+    no_moe();
+  }
+
   std::unique_ptr<Allreducer> make_allreducer(const Comm& comm) override {
     use_device();
     return gpu::make_nccl_allreducer(comm, stream_, device_);
   }
 
  private:
+  [[noreturn]] static void no_moe() {
+    throw Error("MoE layers are not implemented on the cuda backend yet; use backend = \"cpu\"");
+  }
+
   // Host threads other than the creating one start on device 0.
   void use_device() const { BTM_CUDA(cudaSetDevice(device_)); }
 
