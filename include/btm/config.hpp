@@ -157,15 +157,21 @@ struct MixConfig {
   bool operator==(const MixConfig&) const = default;
 };
 
+inline constexpr double kFinetuneLr = 1e-4;  // BTX finetunes far below the pretraining rate
+
 struct FinetuneConfig {
   std::uint64_t tokens = 500'000;  // per mixed model
   std::string mixing = "balanced";  // over the union of the model's experts' domains
   bool freeze_experts = false;      // train only the router and the averaged trunk
-  TrainConfig train;                // [train], except lr = kFinetuneLr unless [finetune.train] sets it
+  // [train], except lr = kFinetuneLr unless [finetune.train] sets it.
+  TrainConfig train = [] {
+    TrainConfig t;
+    t.lr = kFinetuneLr;
+    return t;
+  }();
 
   bool operator==(const FinetuneConfig&) const = default;
 };
-inline constexpr double kFinetuneLr = 1e-4;  // BTX finetunes far below the pretraining rate
 
 struct Deck {
   std::filesystem::path source;  // the deck file ("" for decks built in code)

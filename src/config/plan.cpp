@@ -397,6 +397,7 @@ void print_plan(const Deck& deck, int world_size, std::ostream& out) {
   std::vector<std::string> phases;
   for (const auto& p : kAllPhases) {
     if (!has(deck.run.phases, p)) continue;
+    if ((p == "mix" || p == "finetune") && deck.mix.models.empty()) continue;  // nothing to do without [[mix.models]]
     phases.push_back(p == "baseline" && !deck.baseline.enabled ? "baseline (disabled: baseline.enabled = false)" : p);
   }
   out << "\nPhases\n  " << (phases.empty() ? "none" : join(phases, " -> ")) << "\n";

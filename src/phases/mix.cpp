@@ -47,7 +47,12 @@ void run_mix(const Deck& deck, const Comm& world) {
     const std::string tag = "phase=mix model=" + m.name;
     if (model_is_complete(file)) {
       const h5::File f(file, h5::File::Mode::read);
-      const std::string diff = read_model_config(f).architecture_differences(config);
+      const ModelConfig in_file = read_model_config(f);
+      std::string diff = in_file.architecture_differences(config);
+      if (in_file.router_aux_loss_coef != config.router_aux_loss_coef || in_file.moe_aux_loss != config.moe_aux_loss ||
+          in_file.moe_capacity_factor != config.moe_capacity_factor) {
+        diff += std::string(diff.empty() ? "" : ", ") + "load balancing or capacity settings";
+      }
       if (!diff.empty()) {
         throw Error(file.string() + " holds another mixed model than " + where + " describes (file vs deck: " + diff +
                     "); delete it (and " + deck.finetuned_file(m.name).string() + ") to mix again");
@@ -64,7 +69,9 @@ void run_mix(const Deck& deck, const Comm& world) {
     if (m.router_init == "centroid") {
       routers = centroid_routers(trunk, experts, data, *backend, deck.mix.centroid_sequences, deck.eval.batch, world);
     } else if (world.is_root()) {
-      routers = random_routers(config, *backend, mix64(deck.run.seed ^ fnv1a64("router:" + m.name)));
+      // Initialised on the host whatever the run's backend.
+      auto host = make_backend("cpu", {1});
+      routers = random_routers(config, *host, mix64(deck.run.seed ^ fnv1a64("router:" + m.name)));
     }
     if (world.is_root()) {
       ModelFile out{config, meta, trunk.tokenizer, assemble_moe_params(config, trunk, files, routers)};

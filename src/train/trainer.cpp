@@ -209,6 +209,8 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
     double sums[2] = {0, StopSignals::requested() ? 1.0 : 0.0};
     for (int i = 0; i < local; i += tc.micro_batch) {
       const int nb = std::min(tc.micro_batch, local - i);
+      // Routing noise (sample_top1) from (step, rank, micro-batch): a resumed run draws the same.
+      model.set_routing_seed(mix64(state.data_seed ^ mix64((std::uint64_t(state.step) << 24) ^ (std::uint64_t(comm.rank()) << 12) ^ std::uint64_t(i))));
       model.accumulate_gradients(tokens.data() + std::size_t(i) * (ctx + 1), nb, ctx, grad_scale);
     }
     sums[0] = model.take_nll_sum();

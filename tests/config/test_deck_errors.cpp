@@ -217,7 +217,7 @@ TEST(DeckErrors, VocabularyOutOfRange) {
 TEST(DeckErrors, UnknownPhase) {
   auto msg = deck_error("[run]\nphases = [\"prepare\", \"experst\"]\n" + kGoodDeck.substr(kGoodDeck.find("[data]")));
   EXPECT_TRUE(contains(msg, "bad.toml:2:22: run.phases[1]: found \"experst\" (did you mean 'experts'?); expected one "
-                            "of: prepare, seed, experts, baseline, average, eval"));
+                            "of: prepare, seed, experts, baseline, average, mix, finetune, eval"));
 }
 
 TEST(DeckErrors, DuplicatePhase) {

@@ -128,7 +128,8 @@ TEST(Btx, MixTakesEachExpertsFfnByMixtralNameAndAveragesTheRestExactly) {
   dense.num_local_experts = 0;
   const btm::ParamLayout dense_layout = btm::ParamLayout::llama(dense);
   int checked = 0;
-  for (const auto& info : btm::ParamLayout::llama(mixed.config).params()) {
+  const btm::ParamLayout moe_layout = btm::ParamLayout::llama(mixed.config);
+  for (const auto& info : moe_layout.params()) {
     if (!dense_layout.find(info.name)) continue;
     const auto a = tensor(sources[0], info.name), b = tensor(sources[1], info.name), c = tensor(sources[2], info.name);
     const auto got = tensor(moe, info.name);
@@ -156,7 +157,8 @@ TEST(Btx, SparseUpcyclingIsCopiesOfTheSeedWithARandomRouter) {
   const btm::ParamLayout seed_layout = btm::ParamLayout::llama(seed.config);
   double sum2 = 0;
   std::size_t n = 0;
-  for (const auto& info : btm::ParamLayout::llama(mixed.config).params()) {
+  const btm::ParamLayout moe_layout = btm::ParamLayout::llama(mixed.config);
+  for (const auto& info : moe_layout.params()) {
     const float* got = mixed.params.data() + info.offset;
     std::string source = info.name;
     const auto at = info.name.find("block_sparse_moe.");
@@ -183,8 +185,11 @@ TEST(Btx, FinetuneIsTheSameAtAnyRankCountAndFrozenExpertsStayExactlyAsMixed) {
   const btm::Comm world = btm::Comm::world();
   const auto dir = btm::test::fresh_dir("btx_finetune_ranks");
   const std::vector<std::string> settings = {"experts.domains=[\"scripture\", \"code-go\"]", "experts.tokens=1024",
-                                             mix_models("{name=\"btx\"}"), "finetune.tokens=1024",
-                                             "finetune.train.lr=1e-3"};
+                                             mix_models("{name=\"btx\"}"), "finetune.tokens=2048",
+                                             "finetune.train.lr=1e-3",
+                                             // Micro-batches of 2 sequences at 1, 2 and 4 ranks: the load-balancing
+                                             // loss is a function of each micro-batch, so its partition must not change.
+                                             "finetune.train.global_batch=8", "finetune.train.micro_batch=2"};
   const btm::Deck deck = btm::test::tiny_deck(dir / "world", settings);
   ASSERT_TRUE(btm::run_phases(deck, {"prepare", "seed", "experts", "mix", "finetune"}, world));
   // The same finetune on rank 0 alone, from a copy of everything before it.
