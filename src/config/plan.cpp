@@ -116,8 +116,12 @@ ParamCount count_params(const ModelConfig& m, std::uint64_t vocab) {
   ParamCount p{};
   p.embedding = vocab * d;
   p.per_layer = d * d + 2 * d * kv_width + d * d  // q, k, v, o
-                + 3 * d * f                       // gate, up, down
+                + 3 * d * f                       // gate, up, down (per expert for MoE)
                 + 2 * d;                          // input and post-attention RMSNorm
+  if (m.is_moe()) {
+    const std::uint64_t experts = m.num_local_experts;
+    p.per_layer += (experts - 1) * 3 * d * f + experts * d;  // more experts, the router
+  }
   p.layers = p.per_layer * m.num_hidden_layers;
   p.final_norm = d;
   p.lm_head = m.tie_word_embeddings ? 0 : vocab * d;
@@ -143,11 +147,20 @@ void print_model(const Deck& deck, std::ostream& out) {
   key_value(out, "rms_norm_eps", number(m.rms_norm_eps));
   key_value(out, "tie_word_embeddings", m.tie_word_embeddings ? "true" : "false");
   key_value(out, "initializer_range", number(m.initializer_range));
+  if (m.is_moe()) {
+    key_value(out, "num_local_experts", std::to_string(m.num_local_experts) + " SwiGLU experts per layer (MoE)");
+    key_value(out, "moe_routing", m.moe_routing + " (" + std::to_string(m.experts_per_token()) + " experts per token)");
+    key_value(out, "moe_aux_loss", m.moe_aux_loss + ", router_aux_loss_coef " + number(m.router_aux_loss_coef));
+    if (m.moe_routing == "switch") key_value(out, "moe_capacity_factor", number(m.moe_capacity_factor));
+  }
   const ParamCount p = count_params(m, vocab);
   key_value(out, "parameters", commas(p.total));
   key_value(out, "  embedding", commas(p.embedding) + " (vocab x hidden)");
   key_value(out, "  layers", commas(p.layers) + " (" + std::to_string(m.num_hidden_layers) + " x " +
-                                 commas(p.per_layer) + ": q,k,v,o + gate,up,down + 2 norms)");
+                                 commas(p.per_layer) +
+                                 (m.is_moe() ? ": q,k,v,o + router + " + std::to_string(m.num_local_experts) +
+                                                   " x (w1,w2,w3) + 2 norms)"
+                                             : ": q,k,v,o + gate,up,down + 2 norms)"));
   key_value(out, "  final norm", commas(p.final_norm));
   key_value(out, "  lm_head", m.tie_word_embeddings ? "0 (tied to the embedding)" : commas(p.lm_head));
 }

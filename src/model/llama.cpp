@@ -588,11 +588,13 @@ std::uint64_t parameter_count(const ModelConfig& config) {
 
 double training_flops_per_token(const ModelConfig& c, int seq) {
   const double embed = double(c.vocab_size) * c.hidden_size;
-  double active = double(parameter_count(c)) - (c.tie_word_embeddings ? 0.0 : embed);
-  // MoE: a token runs only experts_per_token() of the E experts' SwiGLUs (the router runs whole).
-  const double expert = 3.0 * double(c.hidden_size) * c.resolved_intermediate_size();
-  if (c.is_moe()) active -= double(c.num_hidden_layers) * (c.num_local_experts - c.experts_per_token()) * expert;
-  return 6.0 * active + 12.0 * c.num_hidden_layers * double(seq) * c.hidden_size;
+  double dense = double(parameter_count(c)) - (c.tie_word_embeddings ? 0.0 : embed);
+  // MoE: a token passes through experts_per_token() experts of each layer, not all of them.
+  if (c.is_moe()) {
+    const double expert = 3.0 * c.hidden_size * double(c.resolved_intermediate_size());
+    dense -= double(c.num_hidden_layers) * (c.num_local_experts - c.experts_per_token()) * expert;
+  }
+  return 6.0 * dense + 12.0 * c.num_hidden_layers * double(seq) * c.hidden_size;
 }
 
 }  // namespace btm

@@ -25,6 +25,7 @@ void write_state(h5::File& f, const TrainState& s) {
   f.write<double>("/metrics/lr", m.lr);
   f.write<double>("/metrics/grad_norm", m.grad_norm);
   f.write<double>("/metrics/tokens_per_s", m.tokens_per_s);
+  if (!m.aux_loss.empty()) f.write<double>("/metrics/aux_loss", m.aux_loss);
   f.write<std::int64_t>("/metrics/valid_step", m.valid_step);
   f.create_group("/metrics/valid");
   for (const auto& [domain, values] : m.valid) f.write<double>("/metrics/valid/" + domain, values);
@@ -48,6 +49,7 @@ TrainState read_state(const h5::File& f) {
   m.lr = f.read<double>("/metrics/lr");
   m.grad_norm = f.read<double>("/metrics/grad_norm");
   m.tokens_per_s = f.read<double>("/metrics/tokens_per_s");
+  if (f.exists("/metrics/aux_loss")) m.aux_loss = f.read<double>("/metrics/aux_loss");
   m.valid_step = f.read<std::int64_t>("/metrics/valid_step");
   for (const auto& domain : f.list("/metrics/valid")) {
     m.valid[domain] = f.read<double>("/metrics/valid/" + domain);

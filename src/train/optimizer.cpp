@@ -9,12 +9,10 @@ namespace btm {
 AdamW::AdamW(const ParamLayout& layout, Backend& backend, const TrainConfig& config)
     : layout_(layout), backend_(backend), config_(config),
       m_(backend, layout.total() * sizeof(float)), v_(backend, layout.total() * sizeof(float)),
-      frozen_(layout.params().size(), 0) {}
+      frozen_(layout.params().size(), false) {}
 
-void AdamW::freeze(const std::string& name_part) {
-  for (std::size_t i = 0; i < layout_.params().size(); ++i) {
-    if (layout_.params()[i].name.find(name_part) != std::string::npos) frozen_[i] = 1;
-  }
+void AdamW::freeze(const std::function<bool(const ParamInfo&)>& frozen) {
+  for (std::size_t i = 0; i < frozen_.size(); ++i) frozen_[i] = frozen(layout_.params()[i]);
 }
 
 double AdamW::clip(float* grads) {
@@ -26,7 +24,7 @@ double AdamW::clip(float* grads) {
 }
 
 void AdamW::step(float* params, const float* grads, double lr, long step) {
-  for (std::size_t i = 0; i < layout_.params().size(); ++i) {
+  for (std::size_t i = 0; i < frozen_.size(); ++i) {
     if (frozen_[i]) continue;
     const ParamInfo& p = layout_.params()[i];
     const double wd = p.is_matrix() ? config_.weight_decay : 0.0;

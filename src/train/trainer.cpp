@@ -51,6 +51,41 @@ void require_same_model(const std::filesystem::path& file, const ModelConfig& co
   }
 }
 
+// Is a tensor one of the MoE experts' FFN weights (block_sparse_moe.experts.<e>.w1/w2/w3)?
+bool is_expert_ffn(const ParamInfo& p) { return p.name.find(".block_sparse_moe.experts.") != std::string::npos; }
+
+// Per-layer expert load since the last call, summed over the ranks (collective), as
+// " load/<l>=<fraction of token-slots per expert> gate/<l>=<mean gate per expert>".
+std::string routing_summary(Llama& model, const Comm& comm) {
+  const RoutingStats& st = model.routing_stats();
+  std::vector<double> sums = st.tokens;
+  sums.insert(sums.end(), st.gate_sum.begin(), st.gate_sum.end());
+  for (auto dropped : st.dropped) sums.push_back(double(dropped));
+  comm.allreduce_sum(sums.data(), sums.size());
+  const std::size_t L = st.layers, E = st.experts;
+  std::string out;
+  for (std::size_t l = 0; l < L; ++l) {
+    double total = 0;
+    for (std::size_t e = 0; e < E; ++e) total += sums[l * E + e];
+    std::string load, gate;
+    for (std::size_t e = 0; e < E; ++e) {
+      const double tokens = sums[l * E + e], gates = sums[L * E + l * E + e];
+      if (e > 0) {
+        load += ',';
+        gate += ',';
+      }
+      load += fmt("%.3f", total > 0 ? tokens / total : 0.0);
+      gate += fmt("%.3f", tokens > 0 ? gates / tokens : 0.0);
+    }
+    out += " load/" + std::to_string(l) + "=" + load + " gate/" + std::to_string(l) + "=" + gate;
+    if (const double dropped = sums[2 * L * E + l]; dropped > 0) {
+      out += " dropped/" + std::to_string(l) + "=" + fmt("%.0f", dropped);
+    }
+  }
+  model.reset_routing_stats();
+  return out;
+}
+
 }  // namespace
 
 ModelConfig resolve_model_config(const Deck& deck, const Dataset& data) {
@@ -104,7 +139,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   AdamW optimizer(model.layout(), backend, tc);
   if (!job.train_experts) {
     model.set_train_experts(false);
-    optimizer.freeze(".block_sparse_moe.experts.");  // no weight decay either: frozen means unchanged
+    optimizer.freeze(is_expert_ffn);
   }
   TrainState state;
   ModelMeta meta{job.name, job.phase, "", job.domain, to_toml(deck)};
@@ -164,6 +199,10 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   const double peak = measured_peak_flops(backend);
   const std::uint64_t tokens_per_step = std::uint64_t(tc.global_batch) * ctx;
   const float grad_scale = 1.0f / static_cast<float>(tokens_per_step);
+  // sample_top1 noise: keyed by the global index of a micro-batch's first sequence, so it is
+  // the same at any rank count and after a resume.
+  const std::uint64_t routing_key = mix64(deck.run.seed ^ hash_name("routing:" + job.name));
+  const std::uint64_t rank_first = std::uint64_t(comm.rank()) * std::uint64_t(tc.global_batch) / comm.size();
   StopSignals signals;
 
   std::int64_t last_saved = state.step;
@@ -198,26 +237,32 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   };
 
   log("status=start steps=" + std::to_string(total_steps) + " tokens_per_step=" + std::to_string(tokens_per_step) +
-      " ranks=" + std::to_string(comm.size()) + " params=" + std::to_string(parameter_count(config)));
+      " ranks=" + std::to_string(comm.size()) + " params=" + std::to_string(parameter_count(config)) +
+      (config.is_moe() ? " experts=" + std::to_string(config.num_local_experts) + " routing=" + config.moe_routing +
+                             " experts_per_token=" + std::to_string(config.experts_per_token()) +
+                             " train_experts=" + (job.train_experts ? "true" : "false")
+                       : ""));
   std::vector<std::int32_t> tokens;
   double avg_step_s = 0;
   using clock = std::chrono::steady_clock;
   while (state.step < total_steps) {
     const auto t0 = clock::now();
     model.zero_grads();
+    const std::uint64_t first_sample = loader.cursor().sample + rank_first;
     const int local = loader.next(tc.global_batch, tokens);
-    double sums[2] = {0, StopSignals::requested() ? 1.0 : 0.0};
+    double sums[3] = {0, StopSignals::requested() ? 1.0 : 0.0, 0};
     for (int i = 0; i < local; i += tc.micro_batch) {
       const int nb = std::min(tc.micro_batch, local - i);
-      // Routing noise (sample_top1) from (step, rank, micro-batch): a resumed run draws the same.
-      model.set_routing_seed(mix64(state.data_seed ^ mix64((std::uint64_t(state.step) << 24) ^ (std::uint64_t(comm.rank()) << 12) ^ std::uint64_t(i))));
+      model.set_routing_seed(mix64(routing_key ^ (first_sample + std::uint64_t(i))));
       model.accumulate_gradients(tokens.data() + std::size_t(i) * (ctx + 1), nb, ctx, grad_scale);
     }
     sums[0] = model.take_nll_sum();
+    sums[2] = model.take_aux_loss_sum();
     if (comm.size() > 1) reducer->sum(model.grads(), model.layout().total());
-    comm.allreduce_sum(sums, 2);
+    comm.allreduce_sum(sums, 3);
     const std::int64_t step = state.step + 1;
     const double loss = sums[0] / double(tokens_per_step);
+    const double aux_loss = sums[2] / double(tokens_per_step);
     if (!std::isfinite(loss)) {
       throw Error(tag + ": the loss is not finite at step " + std::to_string(step) + "; the last good checkpoint (step " +
                   std::to_string(state.step) + ") in " + job.file.string() + " is intact. Lower train.lr or check the data");
@@ -243,6 +288,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
     m.lr.push_back(lr);
     m.grad_norm.push_back(grad_norm);
     m.tokens_per_s.push_back(tok_s);
+    if (config.is_moe()) m.aux_loss.push_back(aux_loss);
 
     const bool last = step == total_steps;
     if ((tc.log_every > 0 && step % tc.log_every == 0) || last || step == 1) {
@@ -250,9 +296,13 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
           " lr=" + fmt("%.3e", lr) + " grad_norm=" + fmt("%.3f", grad_norm) + " tok/s=" + fmt("%.0f", tok_s) +
           " mfu=" + fmt("%.3f", tok_s * flops_per_token / (peak * comm.size())) +
           " tokens=" + std::to_string(state.tokens) +
-          " eta=" + format_seconds(avg_step_s * double(total_steps - step)));
+          " eta=" + format_seconds(avg_step_s * double(total_steps - step)) +
+          (config.is_moe() ? " aux_loss=" + fmt("%.5f", aux_loss) + routing_summary(model, comm) : ""));
     }
-    if (last || (tc.eval_every > 0 && step % tc.eval_every == 0)) validate();
+    if (last || (tc.eval_every > 0 && step % tc.eval_every == 0)) {
+      validate();
+      model.reset_routing_stats();  // the load logged is the training batches'
+    }
     const bool stop = sums[1] > 0 || step == control.stop_after_step;
     if (last || stop || (tc.checkpoint_every > 0 && step % tc.checkpoint_every == 0)) save(last);
     if (stop && !last) {

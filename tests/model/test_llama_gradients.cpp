@@ -1,74 +1,28 @@
-// The whole model's backward pass against finite differences of its forward pass.
+// The whole model's backward pass against finite differences of its forward pass, and the
+// forward pass's basic properties.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "btm/error.hpp"
 #include "btm/model/llama.hpp"
+#include "gradient_check.hpp"
 #include "tiny_model.hpp"
 
 namespace {
 
 using btm::Llama;
 
-double loss_of(Llama& model, const std::vector<std::int32_t>& tokens, int batch, int seq) {
-  std::vector<float> nll(std::size_t(batch) * seq);
-  model.token_nll(tokens.data(), batch, seq, nll.data());
-  double s = 0;
-  for (float x : nll) s += x;
-  return s;
-}
-
-// Central differences along random directions, per tensor: d/de L(p + e u) = g . u.
-void check_gradients(const btm::ModelConfig& config, const std::vector<std::int32_t>& tokens, int batch, int seq) {
-  auto backend = btm::make_backend("cpu");
-  Llama model(config, *backend);
-  model.init_weights(7);
-  // Larger weights than the default init make every path contribute visibly.
-  auto p0 = model.get_params();
-  for (auto& x : p0) x *= 4.0f;
-  for (const auto& p : model.layout().params()) {
-    if (!p.is_matrix()) {
-      for (std::size_t i = 0; i < p.numel; ++i) p0[p.offset + i] = 1.0f + 0.1f * std::sin(float(i));
-    }
-  }
-  model.set_params(p0);
-  model.zero_grads();
-  model.forward_backward(tokens.data(), batch, seq, 1.0f);
-  std::vector<float> grads(model.layout().total());
-  backend->copy_to_host(grads.data(), model.grads(), grads.size() * sizeof(float));
-
-  std::mt19937_64 rng(11);
-  std::normal_distribution<double> normal;
-  for (const auto& p : model.layout().params()) {
-    std::vector<double> u(p.numel);
-    double gu = 0;
-    for (std::size_t i = 0; i < p.numel; ++i) {
-      u[i] = normal(rng);
-      gu += grads[p.offset + i] * u[i];
-    }
-    const double eps = 1e-2 / std::sqrt(double(p.numel));
-    auto shifted = [&](double sign) {
-      auto q = p0;
-      for (std::size_t i = 0; i < p.numel; ++i) q[p.offset + i] += static_cast<float>(sign * eps * u[i]);
-      model.set_params(q);
-      return loss_of(model, tokens, batch, seq);
-    };
-    const double fd = (shifted(+1) - shifted(-1)) / (2 * eps);
-    EXPECT_NEAR(gu, fd, 2e-2 * std::max(1.0, std::abs(fd))) << p.name;
-  }
-}
-
 }  // namespace
 
 TEST(LlamaGradients, MatchFiniteDifferencesWithGroupedKvHeads) {
   auto c = btm::test::tiny_config(2);
-  check_gradients(c, btm::test::random_tokens(2, 6, c.vocab_size, 1), 2, 6);
+  btm::test::check_gradients(c, btm::test::random_tokens(2, 6, c.vocab_size, 1), 2, 6);
 }
 
 TEST(LlamaGradients, MatchFiniteDifferencesWithTiedEmbeddings) {
   auto c = btm::test::tiny_config(4, true);
-  check_gradients(c, btm::test::random_tokens(3, 5, c.vocab_size, 2), 3, 5);
+  btm::test::check_gradients(c, btm::test::random_tokens(3, 5, c.vocab_size, 2), 3, 5);
 }
 
 TEST(LlamaGradients, IgnoredTargetsContributeNothing) {

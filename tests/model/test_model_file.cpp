@@ -63,3 +63,38 @@ TEST(ModelFile, NotAModelFileIsRejected) {
   EXPECT_THROW(btm::load_model(dir / "x.h5"), btm::Error);
   EXPECT_THROW(btm::load_model(dir / "missing.h5"), btm::Error);
 }
+
+TEST(ModelFile, MoeModelsRoundTripWithMixtralNamesAndConfigKeys) {
+  auto dir = btm::test::fresh_dir("model_file_moe");
+  auto m = make_model();
+  m.config = btm::test::tiny_moe_config(3, 2, "switch");
+  m.config.router_aux_loss_coef = 0.02;
+  m.config.moe_aux_loss = "switch";
+  m.config.moe_capacity_factor = 1.25;
+  m.params.assign(btm::ParamLayout::llama(m.config).total(), 0.0f);
+  for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] = 0.001f * float(i % 991);
+  btm::save_model(dir / "moe.h5", m);
+  auto back = btm::load_model(dir / "moe.h5");
+  EXPECT_EQ(back.config.num_local_experts, 3);
+  EXPECT_EQ(back.config.num_experts_per_tok, 2);
+  EXPECT_EQ(back.config.router_aux_loss_coef, 0.02);
+  EXPECT_EQ(back.config.moe_routing, "switch");
+  EXPECT_EQ(back.config.moe_aux_loss, "switch");
+  EXPECT_EQ(back.config.moe_capacity_factor, 1.25);
+  EXPECT_EQ(back.config.architecture_hash(), m.config.architecture_hash());
+  EXPECT_EQ(back.params, m.params);
+  btm::h5::File f(dir / "moe.h5", btm::h5::File::Mode::read);
+  EXPECT_EQ(f.shape("/params/model.layers.1.block_sparse_moe.gate.weight"), (std::vector<hsize_t>{3, 16}));
+  EXPECT_EQ(f.shape("/params/model.layers.0.block_sparse_moe.experts.2.w1.weight"), (std::vector<hsize_t>{24, 16}));
+  EXPECT_EQ(f.shape("/params/model.layers.0.block_sparse_moe.experts.2.w2.weight"), (std::vector<hsize_t>{16, 24}));
+  EXPECT_FALSE(f.exists("/params/model.layers.0.mlp.up_proj.weight"));
+  EXPECT_EQ(f.attr<std::int64_t>("/config", "num_local_experts"), 3);
+  EXPECT_EQ(f.attr<std::int64_t>("/config", "num_experts_per_tok"), 2);
+  EXPECT_EQ(f.string_attr("/config", "model_type"), "mixtral");
+  // Dense files carry no MoE keys.
+  btm::save_model(dir / "dense.h5", make_model());
+  btm::h5::File g(dir / "dense.h5", btm::h5::File::Mode::read);
+  EXPECT_FALSE(g.has_attr("/config", "num_local_experts"));
+  EXPECT_EQ(g.string_attr("/config", "model_type"), "llama");
+  EXPECT_EQ(btm::load_model(dir / "dense.h5").config.num_local_experts, 0);
+}

@@ -2,6 +2,7 @@
 // Small models and batches shared by the model tests.
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "btm/model_config.hpp"
@@ -18,6 +19,15 @@ inline ModelConfig tiny_config(int kv_heads = 2, bool tied = false) {
   c.vocab_size = 37;
   c.max_position_embeddings = 8;
   c.tie_word_embeddings = tied;
+  return c;
+}
+
+// tiny_config() with every feed-forward block an MoE of `experts` experts.
+inline ModelConfig tiny_moe_config(int experts = 3, int k = 2, const std::string& routing = "top_k") {
+  ModelConfig c = tiny_config();
+  c.num_local_experts = experts;
+  c.num_experts_per_tok = k;
+  c.moe_routing = routing;
   return c;
 }
 

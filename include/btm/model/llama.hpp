@@ -125,8 +125,8 @@ class Llama {
 
 // FLOPs of one training token (forward + backward), the PaLM appendix B formula:
 // 6 * (parameters excluding the embedding lookup) + 12 * layers * seq * hidden
-// (attention scores and values; the causal half is not discounted). MoE models count the
-// parameters a token uses: the router and experts_per_token() experts per layer.
+// (attention scores and values; the causal half is not discounted).
+// MoE models count the router and only the experts a token is routed to.
 double training_flops_per_token(const ModelConfig& config, int seq);
 std::uint64_t parameter_count(const ModelConfig& config);
 

@@ -17,6 +17,7 @@ namespace btm {
 struct TrainMetrics {
   std::vector<std::int64_t> step;
   std::vector<double> loss, lr, grad_norm, tokens_per_s;
+  std::vector<double> aux_loss;  // MoE models: the load-balancing term of the objective (empty for dense)
   std::vector<std::int64_t> valid_step;
   std::map<std::string, std::vector<double>> valid;  // domain -> loss at valid_step
 };

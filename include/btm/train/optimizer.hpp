@@ -1,7 +1,7 @@
 #pragma once
 // AdamW on fp32 master weights with decoupled weight decay on matrices only, and
 // global-norm gradient clipping. Moments live on the device in the parameter layout.
-#include <string>
+#include <functional>
 #include <vector>
 
 #include "btm/config.hpp"
@@ -17,11 +17,11 @@ class AdamW {
   // Clips `grads` in place to global norm config.grad_clip (when > 0) and returns the norm
   // before clipping.
   double clip(float* grads);
-  // One step on every tensor not frozen; `step` is 1-based (bias correction).
+  // Tensors for which `frozen` is true are left alone by step() (no update, no weight decay,
+  // moments kept): e.g. BTX's frozen experts.
+  void freeze(const std::function<bool(const ParamInfo&)>& frozen);
+  // One step on every tensor that is not frozen; `step` is 1-based (bias correction).
   void step(float* params, const float* grads, double lr, long step);
-  // Tensors whose name contains `name_part` are left exactly as they are by step(): no
-  // update and no weight decay (frozen MoE experts).
-  void freeze(const std::string& name_part);
 
   float* m() const { return m_.f32(); }
   float* v() const { return v_.f32(); }
@@ -35,7 +35,7 @@ class AdamW {
   Backend& backend_;
   TrainConfig config_;
   DeviceBuffer m_, v_;
-  std::vector<char> frozen_;  // per layout tensor
+  std::vector<bool> frozen_;  // per tensor of layout_.params()
 };
 
 }  // namespace btm

@@ -28,8 +28,10 @@ struct TrainJob {
   std::vector<std::string> valid_domains;  // validation loss reported per domain
   std::uint64_t tokens = 0;               // budget
   TrainConfig train;
+  // MoE models: false freezes the experts' FFN weights (no gradients, no updates); the
+  // router and every other parameter train.
+  bool train_experts = true;
   std::optional<ModelConfig> model;  // the architecture; empty: the deck's [model] (finetune: the mixed model's)
-  bool train_experts = true;         // false: MoE experts frozen (finetune.freeze_experts)
 };
 
 // Where a fresh run starts (used only when job.file holds no checkpoint yet).
