@@ -277,6 +277,10 @@ void print_eval(const Deck& deck, std::ostream& out) {
     if (deck.baseline.enabled) models.push_back("baseline");
     models.push_back("each expert");
     if (deck.average.uniform || deck.average.posterior || !deck.average.weighted.empty()) models.push_back("the averages");
+    for (const auto& m : deck.mix.models) {
+      if (m.finetune) models.push_back(m.name);
+      if (deck.mix.eval_mixed) models.push_back(m.name + "-mixed");
+    }
     out << "  models: " << join(models) << "\n";
     if (deck.eval.ensembles.empty()) {
       out << "  ensembles: none\n";
@@ -382,6 +386,17 @@ void print_compute(const Deck& deck, std::ostream& out) {
       out << "  baseline.tokens = " << need << " matches " << m.name << "'s total (now "
           << number(100.0 * (seed + baseline) / (seed + target)) << "%)\n";
     }
+  }
+  // Sparse upcycling at the compute of the first model mixed from the forest.
+  const auto btx = std::find_if(deck.mix.models.begin(), deck.mix.models.end(),
+                                [&](const MixModel& m) { return m.source == "forest" && mixed_total.count(m.name); });
+  for (std::size_t i = 0; btx != deck.mix.models.end() && i < deck.mix.models.size(); ++i) {
+    const MixModel& m = deck.mix.models[i];
+    if (m.source != "seed" || !m.finetune || !mixed_total.count(m.name)) continue;
+    const double fpt = training_flops_per_token(moe_config(dense, m, m.num_experts), ctx);
+    const std::uint64_t need = static_cast<std::uint64_t>(std::ceil((mixed_total[btx->name] - seed) / fpt));
+    out << "  mix.models[" << i << "].finetune_tokens = " << need << " matches " << btx->name << "'s total (now "
+        << number(100.0 * mixed_total[m.name] / mixed_total[btx->name]) << "%)\n";
   }
 }
 
