@@ -63,11 +63,13 @@ void run_mix(const Deck& deck, const Comm& world) {
     std::vector<std::filesystem::path> files;
     for (const auto& e : experts) files.push_back(e.file);
     ModelMeta meta{m.name, "mix", "mix(" + describe(experts, weights) + ")", "", to_toml(deck)};
-    // The averaged dense model: the MoE's trunk, and the model whose hidden states place the centroids.
-    const ModelFile trunk = average_models(files, weights, meta);
+    // The averaged dense model: the MoE's trunk, and (on every rank) the model whose hidden
+    // states place the centroids.
+    const bool centroid = m.router_init == "centroid";
+    const ModelFile trunk = centroid || world.is_root() ? average_models(files, weights, meta) : ModelFile{};
     std::vector<std::vector<float>> routers;
-    if (m.router_init == "centroid") {
-      routers = centroid_routers(trunk, experts, data, *backend, deck.mix.centroid_sequences, deck.eval.batch, world);
+    if (centroid) {
+      routers = centroid_routers(trunk, experts, data, *backend, deck.mix.centroid_sequences, deck.eval.batch /* sequences per pass */, world);
     } else if (world.is_root()) {
       // Initialised on the host whatever the run's backend.
       auto host = make_backend("cpu", {1});

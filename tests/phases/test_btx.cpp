@@ -67,7 +67,8 @@ std::string mix_models(const std::string& entries) { return "mix.models=[" + ent
 
 }  // namespace
 
-TEST(Btx, MixingCopiesOfTheSeedReproducesTheSeedForAnyTopKRoutingAndRouter) {
+// top_k and soft gates sum to 1; switch and sample_top1 scale the expert by its probability.
+TEST(Btx, MixingCopiesOfTheSeedReproducesTheSeedForAnyTopKRouterInitAndSoftRouting) {
   const btm::Comm world = btm::Comm::world();
   const auto dir = btm::test::fresh_dir("btx_seed_copies");
   const btm::Deck deck = btm::test::tiny_deck(
