@@ -284,15 +284,16 @@ class PerplexityTable(Base):
 
 
 def write_routing(path, methods=("btx",), experts=("a", "b", "c"), domains=("a", "b"), layers=3):
-    """eval.h5 with /routing as btm's eval writes it: expert d takes most of domain d."""
+    """eval.h5 with /routing as btm's eval writes it (top-2 of 45 tokens): expert d takes
+    most of domain d."""
     with h5py.File(path, "a") as h5:
         for m in methods:
             g = h5.create_group(f"routing/{m}")
             g.create_dataset("experts", data=list(experts), dtype=h5py.string_dtype())
             for d in domains:
-                tok = np.full((layers, len(experts)), 10.0)
+                tok = np.full((layers, len(experts)), 25.0)
                 if d in experts:
-                    tok[:, experts.index(d)] = 70.0
+                    tok[:, experts.index(d)] = 40.0
                 g[f"{d}/tokens"] = tok
                 g[f"{d}/gate_sum"] = tok / 2
                 g[f"{d}/dropped"] = np.zeros(layers, np.uint64)
@@ -300,7 +301,7 @@ def write_routing(path, methods=("btx",), experts=("a", "b", "c"), domains=("a",
 
 
 class RoutingHeatmap(Base):
-    def test_plots_one_panel_per_domain_with_row_shares(self):
+    def test_plots_one_panel_per_domain_with_token_fractions(self):
         p = self.path("eval.h5")
         write_eval(p, rows_for(["btx"], ["a", "b"]))
         write_routing(p, methods=("btx", "upcycle"))
@@ -313,8 +314,12 @@ class RoutingHeatmap(Base):
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         method, experts, shares, _ = routing_heatmap.read_routing(p, "upcycle", ["b"])
         self.assertEqual((method, experts, list(shares)), ("upcycle", ["a", "b", "c"], ["b"]))
-        np.testing.assert_allclose(shares["b"][0], [10 / 90, 70 / 90, 10 / 90])
-        np.testing.assert_allclose(shares["b"].sum(axis=1), 1.0)
+        np.testing.assert_allclose(shares["b"][0], [25 / 45, 40 / 45, 25 / 45])
+        np.testing.assert_allclose(shares["b"].sum(axis=1), 2.0)  # top-2
+        with h5py.File(p, "a") as h5:  # without routed_tokens: rows normalised to 1
+            del h5["routing/upcycle/b"].attrs["routed_tokens"]
+        _, _, shares, _ = routing_heatmap.read_routing(p, "upcycle", ["b"])
+        np.testing.assert_allclose(shares["b"][0], [25 / 90, 40 / 90, 25 / 90])
 
     def test_bad_files_are_named(self):
         p = self.path("eval.h5")

@@ -8,7 +8,9 @@ experts specialise on their domains).
 Reads `/routing/<method>/experts` (expert names, strings) and
 `/routing/<method>/<domain>/tokens` (float64 [layers, experts]: tokens routed to each
 expert; a token counts once per expert it is sent to, so with top-k each layer's row sums
-to k x tokens). Each row is normalised to sum to 1. `--method` picks the MoE method
+to k x tokens) and its attribute `routed_tokens`. Each cell is the fraction of the domain's
+tokens that the expert processes in that layer (with top-2 a row sums to 2); without
+`routed_tokens` each row is normalised to sum to 1. `--method` picks the MoE method
 (default: the only one, or the first in file order with a warning listing the others).
 """
 import argparse
@@ -62,7 +64,9 @@ def read_routing(path, method=None, domains=None):
                 raise RoutingError(f"{where}/{d}/tokens: expected a numeric [layers, {len(experts)}] "
                                    f"dataset, found shape {t.shape}")
             tok = t[()].astype(np.float64)
-            total = tok.sum(axis=1, keepdims=True)
+            routed = g[d].attrs.get("routed_tokens")
+            total = (np.full((tok.shape[0], 1), float(routed)) if routed is not None
+                     else tok.sum(axis=1, keepdims=True))
             shares[d] = np.divide(tok, total, out=np.zeros_like(tok), where=total > 0)
         if not shares:
             raise RoutingError(f"{where}: no domains")
@@ -86,7 +90,7 @@ def plot(method, experts, shares, out, title=None):
         ax.set_xticklabels(experts, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(layers))
     axes[0, 0].set_ylabel("layer")
-    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, label="share of routed tokens")
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, label="fraction of the tokens")
     fig.suptitle(title or f"routing of {method}: tokens per expert, per layer and domain", fontsize=10)
     fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
