@@ -31,6 +31,8 @@ int MoeDispatch::offset(int expert) const {
   return m;
 }
 
+bool backend_supports_moe(const std::string& name) { return name == "cpu"; }
+
 std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options) {
   if (name == "cpu") return make_cpu_backend(options);
   if (name == "cuda") {

@@ -50,11 +50,6 @@ void check_model(const Deck& d, const Places& p) {
     std::string key = message.substr(0, message.find(':'));
     throw Error(p.at(key) + ": " + message);
   }
-  if (d.model.is_moe() && d.run.backend == "cuda") {
-    p.fail("model.num_local_experts",
-           "MoE layers are not implemented on the cuda backend yet; use backend = \"cpu\"",
-           "0 (a dense model) with run.backend = \"cuda\"");
-  }
 }
 
 void check_experts(const Deck& d, const Places& p) {

@@ -340,7 +340,7 @@ void inspect_model(std::ostream& out, const File& f) {
     out << "metrics: " << steps.size() << " records";
     if (!steps.empty()) {
       out << ", last:";
-      for (const char* m : {"step", "loss", "lr", "grad_norm", "tokens_per_s"}) {
+      for (const char* m : {"step", "loss", "aux_loss", "lr", "grad_norm", "tokens_per_s"}) {
         std::string p = std::string("/metrics/") + m;
         if (!f.exists(p)) continue;
         const std::string name = m;

@@ -7,10 +7,9 @@
 
 namespace btm {
 
-// One MoE layer's routing and expert activations for up to `rows` tokens (the dispatched
-// block holds at most rows * k token-slots).
+// One MoE layer's routing and expert activations for up to N tokens (the dispatched block
+// holds at most M = N * k token-slots).
 struct Llama::MoeLayer {
-  int rows = 0;
   DeviceBuffer logits, probs, gate;  // f32 [N,E], [N,E], [N,k]
   DeviceBuffer expert, slot, order;  // int32 [N,k], [N,k], [N*k] (token of each dispatched row)
   DeviceBuffer pu, aux;              // f32 [2,E] (mean probability, mean gate), [1] aux loss
@@ -49,7 +48,6 @@ void Llama::allocate_moe(MoeLayer& M, int n) const {
   const std::size_t N = n, E = c.num_local_experts, k = c.experts_per_token();
   const std::size_t d = c.hidden_size, f = c.resolved_intermediate_size();
   auto buf = [&](std::size_t elems, std::size_t bytes) { return DeviceBuffer(backend_, elems * bytes); };
-  M.rows = n;
   M.logits = buf(N * E, 4);
   M.probs = buf(N * E, 4);
   M.gate = buf(N * k, 4);

@@ -2,6 +2,7 @@
 
 #include "btm/error.hpp"
 #include "btm/log.hpp"
+#include "btm/ops/backend.hpp"
 #include "btm/phases.hpp"
 
 namespace btm {
@@ -18,6 +19,17 @@ void check_phase_names(const std::vector<std::string>& phases) {
 
 bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world) {
   check_phase_names(phases);
+  // Before any work, not when the first MoE model is built.
+  if (deck.model.is_moe() && !backend_supports_moe(deck.run.backend)) {
+    throw Error("model.num_local_experts = " + std::to_string(deck.model.num_local_experts) +
+                ": MoE layers are not implemented on the " + deck.run.backend + " backend yet; use backend = \"cpu\"");
+  }
+  const bool runs_moe = std::find(phases.begin(), phases.end(), "finetune") != phases.end() ||
+                        std::find(phases.begin(), phases.end(), "eval") != phases.end();
+  if (!deck.mix.models.empty() && runs_moe && !backend_supports_moe(deck.run.backend)) {
+    throw Error("mix.models[0] (\"" + deck.mix.models[0].name + "\"): finetune and eval run MoE models, which the " +
+                deck.run.backend + " backend does not implement yet; use backend = \"cpu\"");
+  }
   for (const auto& phase : kAllPhases) {
     if (std::find(phases.begin(), phases.end(), phase) == phases.end()) continue;
     log_root("# phase " + phase);

@@ -359,3 +359,15 @@ TEST(DeckErrors, MixModelsNameTheKeyThatIsWrong) {
   EXPECT_TRUE(contains(deck_error(m + "[finetune]\ntokens = 0\n"), "finetune.tokens: found 0"));
   EXPECT_TRUE(contains(deck_error(m + "[finetune.train]\nlrr = 1\n"), "finetune.train.lrr: unknown key; did you mean 'lr'?"));
 }
+
+TEST(DeckErrors, MoeExpertsPerTokenBeyondTheExpertsNamesBothKeys) {
+  auto msg = deck_error(kGoodDeck + "num_local_experts = 2\nnum_experts_per_tok = 3\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 1, 23) +
+                                "model.num_experts_per_tok: 3 exceeds num_local_experts (2)"));
+}
+
+TEST(DeckErrors, UnknownMoeRoutingListsTheModes) {
+  auto msg = deck_error(kGoodDeck + "num_local_experts = 2\nmoe_routing = \"top2\"\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 1, 15) + "model.moe_routing:"));
+  EXPECT_TRUE(contains(msg, "top_k, switch, soft, sample_top1"));
+}

@@ -32,6 +32,12 @@ void expect_same_model(const btm::ModelConfig& a, const btm::ModelConfig& b) {
   EXPECT_EQ(a.rms_norm_eps, b.rms_norm_eps);
   EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
   EXPECT_EQ(a.initializer_range, b.initializer_range);
+  EXPECT_EQ(a.num_local_experts, b.num_local_experts);
+  EXPECT_EQ(a.num_experts_per_tok, b.num_experts_per_tok);
+  EXPECT_EQ(a.router_aux_loss_coef, b.router_aux_loss_coef);
+  EXPECT_EQ(a.moe_routing, b.moe_routing);
+  EXPECT_EQ(a.moe_aux_loss, b.moe_aux_loss);
+  EXPECT_EQ(a.moe_capacity_factor, b.moe_capacity_factor);
 }
 
 void expect_same_deck(const Deck& a, const Deck& b) {
@@ -73,6 +79,12 @@ Deck every_key_changed() {
   d.model.rms_norm_eps = 1e-6;
   d.model.tie_word_embeddings = true;
   d.model.initializer_range = 0.01;
+  d.model.num_local_experts = 4;
+  d.model.num_experts_per_tok = 1;
+  d.model.router_aux_loss_coef = 0.02;
+  d.model.moe_routing = "switch";
+  d.model.moe_aux_loss = "switch";
+  d.model.moe_capacity_factor = 1.25;
   d.train = {4, 16, 1e-3, 0.2, 0.1, 0.01, 0.8, 0.99, 1e-6, 0.5, 7, 11, 3, 13};
   d.seed.tokens = 123457;
   d.seed.mixing = "proportional";
@@ -344,4 +356,26 @@ TEST(DeckRoundTrip, EmptyListsAreWrittenAsEmptyArrays) {
   Deck back = parse_deck(btm::to_toml(d), "t.toml");
   EXPECT_TRUE(back.eval.ensembles.empty());
   EXPECT_TRUE(back.average.weighted.empty());
+}
+
+TEST(DeckMoe, MixtralKeysConfigureAnMoeModel) {
+  Deck d = parse_deck(kGoodDeck + "num_local_experts = 4\nnum_experts_per_tok = 2\nrouter_aux_loss_coef = 0.02\n"
+                                  "moe_routing = \"top_k\"\nmoe_aux_loss = \"switch\"\n",
+                      "t.toml");
+  EXPECT_TRUE(d.model.is_moe());
+  EXPECT_EQ(d.model.num_local_experts, 4);
+  EXPECT_EQ(d.model.experts_per_token(), 2);
+  EXPECT_EQ(d.model.router_aux_loss_coef, 0.02);
+  EXPECT_EQ(d.model.moe_aux_loss, "switch");
+  const std::string text = btm::to_toml(d);
+  EXPECT_TRUE(contains(text, "num_local_experts = 4\nnum_experts_per_tok = 2\nrouter_aux_loss_coef = 0.02\n"
+                             "moe_routing = \"top_k\"\nmoe_aux_loss = \"switch\"\nmoe_capacity_factor = 1.5\n"));
+}
+
+TEST(DeckMoe, DenseDecksEchoNoMoeKeys) {
+  const std::string text = btm::to_toml(parse_deck(kGoodDeck, "t.toml"));
+  for (const char* key : {"num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "moe_"}) {
+    EXPECT_EQ(text.find(key), std::string::npos) << key;
+  }
+  EXPECT_TRUE(contains(text, "initializer_range = 0.02\n\n[train]"));
 }

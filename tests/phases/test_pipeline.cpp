@@ -214,3 +214,15 @@ TEST(Pipeline, ForestAddRefusesUnfinishedModelsPhaseNamesTakenNamesAndOtherToken
   EXPECT_NE(add(foreign, "foreign").find("uses another tokenizer than the forest's experts"), std::string::npos);
   EXPECT_EQ(btm::Forest::load(forest).find("foreign"), nullptr);
 }
+
+TEST(Pipeline, AnMoeModelOnABackendWithoutMoeKernelsIsRefusedBeforeAnyPhase) {
+  const btm::Comm world = btm::Comm::world();
+  const auto dir = btm::test::fresh_dir("pipeline_moe_cuda");
+  const btm::Deck deck = btm::test::tiny_deck(dir, {"model.num_local_experts=2", "run.backend=\"cuda\""});
+  const std::string err = error_of([&] { btm::run_phases(deck, {"prepare", "seed"}, world); });
+  EXPECT_NE(err.find("model.num_local_experts = 2: MoE layers are not implemented on the cuda backend yet; "
+                     "use backend = \"cpu\""),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(fs::exists(deck.data_file()));  // nothing was done
+}

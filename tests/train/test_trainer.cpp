@@ -1,4 +1,5 @@
-// The training loop: loss falls, exact resume, NaN handling, checkpoints and metrics.
+// The training loop: loss falls, exact resume, NaN handling, checkpoints and metrics; MoE
+// models: the same results at any rank count, exact resume, frozen experts.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,7 @@
 #include "btm/data/dataset.hpp"
 #include "btm/error.hpp"
 #include "btm/h5.hpp"
+#include "btm/model/llama.hpp"
 #include "btm/train/checkpoint.hpp"
 #include "btm/train/trainer.hpp"
 #include "support/error_of.hpp"
@@ -234,4 +236,106 @@ TEST(Trainer, ACheckpointBeyondANowSmallerBudgetIsRefusedNotLeftUnfinished) {
             btm::TrainOutcome::completed);
   btm::Comm::world().barrier();
   EXPECT_EQ(btm::read_train_state(job.file).step, 12);
+}
+
+// ---- MoE models -------------------------------------------------------------------------
+
+btm::Deck tiny_moe_deck(const std::filesystem::path& dir, const std::string& routing) {
+  btm::Deck deck = tiny_deck(dir);
+  deck.model.num_local_experts = 3;
+  deck.model.num_experts_per_tok = 2;
+  deck.model.moe_routing = routing;
+  deck.model.moe_capacity_factor = 1.0;  // switch: some tokens of a micro-batch are dropped
+  deck.model.router_aux_loss_coef = 0.05;
+  return deck;
+}
+
+class MoeTrainer : public testing::TestWithParam<std::string> {};
+
+// Per-micro-batch routing (capacity, sampling noise, load balancing) sees the same sequences
+// at any rank count: the world's run matches one rank training alone.
+TEST_P(MoeTrainer, DataParallelTrainingMatchesASingleRank) {
+  const std::string routing = GetParam();
+  const btm::Comm world = btm::Comm::world();
+  auto dir = make_data("moe_trainer_dp_" + routing);
+  auto deck = tiny_moe_deck(dir, routing);
+  btm::Dataset data(dir / "data.h5");
+  auto backend = btm::make_backend("cpu");
+  auto job = tiny_job(deck, "world.h5", 6);
+  ASSERT_EQ(btm::train_model(deck, data, *backend, world, job, fresh_start), btm::TrainOutcome::completed);
+  world.barrier();
+  // On rank 0 only, in a function of its own: a failed assertion returns from it, not past the barrier.
+  auto compare_with_one_rank = [&] {
+    auto alone = tiny_job(deck, "alone.h5", 6);
+    alone.name = job.name;  // same init, data order and routing noise
+    ASSERT_EQ(btm::train_model(deck, data, *backend, btm::Comm(MPI_COMM_SELF), alone, fresh_start),
+              btm::TrainOutcome::completed);
+    const auto a = btm::load_checkpoint(job.file), b = btm::load_checkpoint(alone.file);
+    ASSERT_EQ(a.state.metrics.aux_loss.size(), 6u);
+    ASSERT_EQ(b.state.metrics.aux_loss.size(), 6u);
+    for (std::size_t i = 0; i < 6; ++i) {
+      // Only the order of the gradient sums differs.
+      EXPECT_NEAR(a.state.metrics.loss[i], b.state.metrics.loss[i], 1e-5 * b.state.metrics.loss[i]) << i;
+      EXPECT_NEAR(a.state.metrics.aux_loss[i], b.state.metrics.aux_loss[i], 1e-5 * b.state.metrics.aux_loss[i]) << i;
+      EXPECT_GT(a.state.metrics.aux_loss[i], 0.0);
+    }
+    for (std::size_t i = 0; i < a.model.params.size(); i += 7) {
+      ASSERT_NEAR(a.model.params[i], b.model.params[i], 1e-5) << i;
+    }
+    // Perfect balance costs coef (0.05) per layer with renormalised gates; fresh routers are close to it.
+    if (routing == "top_k") EXPECT_NEAR(a.state.metrics.aux_loss.front(), 2 * 0.05, 0.02);
+  };
+  if (world.is_root()) compare_with_one_rank();
+  world.barrier();
+}
+
+TEST_P(MoeTrainer, InterruptedAndResumedRunIsBitwiseIdentical) {
+  const std::string routing = GetParam();
+  const btm::Comm world = btm::Comm::world();
+  auto dir = make_data("moe_trainer_resume_" + routing);
+  auto deck = tiny_moe_deck(dir, routing);
+  btm::Dataset data(dir / "data.h5");
+  auto backend = btm::make_backend("cpu");
+  auto straight = tiny_job(deck, "straight.h5", 8);
+  btm::train_model(deck, data, *backend, world, straight, fresh_start);
+  auto resumed = tiny_job(deck, "resumed.h5", 8);
+  resumed.name = straight.name;
+  btm::TrainControl stop;
+  stop.stop_after_step = 3;
+  EXPECT_EQ(btm::train_model(deck, data, *backend, world, resumed, fresh_start, stop), btm::TrainOutcome::interrupted);
+  world.barrier();
+  EXPECT_EQ(btm::train_model(deck, data, *backend, world, resumed, fresh_start), btm::TrainOutcome::completed);
+  world.barrier();
+  const auto a = btm::load_checkpoint(straight.file), b = btm::load_checkpoint(resumed.file);
+  EXPECT_EQ(a.state.metrics.loss, b.state.metrics.loss);  // bitwise
+  EXPECT_EQ(a.state.metrics.aux_loss, b.state.metrics.aux_loss);
+  EXPECT_EQ(a.model.params, b.model.params);
+  EXPECT_EQ(a.model.config.num_local_experts, 3);
+  EXPECT_EQ(a.model.config.moe_routing, routing);
+}
+
+INSTANTIATE_TEST_SUITE_P(Routing, MoeTrainer, testing::Values("top_k", "switch", "sample_top1"));
+
+TEST(MoeTrainerFrozen, FrozenExpertsStayAsTheyStartedWhileTheRestTrains) {
+  const btm::Comm world = btm::Comm::world();
+  auto dir = make_data("moe_trainer_frozen");
+  auto deck = tiny_moe_deck(dir, "top_k");
+  deck.train.weight_decay = 0.1;  // frozen tensors must not decay either
+  btm::Dataset data(dir / "data.h5");
+  auto backend = btm::make_backend("cpu");
+  const btm::ModelConfig config = btm::resolve_model_config(deck, data);
+  btm::Llama init(config, *backend);
+  init.init_weights(21);
+  const auto start = init.get_params();
+  auto job = tiny_job(deck, "frozen.h5", 4);
+  job.train_experts = false;
+  ASSERT_EQ(btm::train_model(deck, data, *backend, world, job, [&] { return btm::StartPoint{start, {}, {}, 0, "init"}; }),
+            btm::TrainOutcome::completed);
+  world.barrier();
+  const auto trained = btm::load_model(job.file).params;
+  for (const auto& p : init.layout().params()) {
+    const bool expert = p.name.find(".block_sparse_moe.experts.") != std::string::npos;
+    const bool same = std::equal(start.begin() + p.offset, start.begin() + p.offset + p.numel, trained.begin() + p.offset);
+    EXPECT_EQ(same, expert) << p.name;
+  }
 }

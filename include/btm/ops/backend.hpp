@@ -222,6 +222,9 @@ struct BackendOptions {
 
 // "cpu" or "cuda". Throws btm::Error for an unknown name, or "cuda" in a build without it.
 std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options = {});
+// Whether the named backend implements the MoE kernels (Backend::supports_moe()), known
+// without creating it: runs check this before their first phase.
+bool backend_supports_moe(const std::string& name);
 
 // Owning device buffer.
 class DeviceBuffer {
