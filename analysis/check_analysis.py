@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import loss_curves  # noqa: E402
 import perplexity_table  # noqa: E402
+import routing_heatmap  # noqa: E402
 
 KEEP = None
 
@@ -280,6 +281,64 @@ class PerplexityTable(Base):
         self.assertEqual(rc, 0)
         self.assertIn("warning: held-out domains not in the results: zz", err)
         self.assertIn("a (held out)", out)
+
+
+def write_routing(path, methods=("btx",), experts=("a", "b", "c"), domains=("a", "b"), layers=3):
+    """eval.h5 with /routing as btm's eval writes it (top-2 of 45 tokens): expert d takes
+    most of domain d."""
+    with h5py.File(path, "a") as h5:
+        for m in methods:
+            g = h5.create_group(f"routing/{m}")
+            g.create_dataset("experts", data=list(experts), dtype=h5py.string_dtype())
+            for d in domains:
+                tok = np.full((layers, len(experts)), 25.0)
+                if d in experts:
+                    tok[:, experts.index(d)] = 40.0
+                g[f"{d}/tokens"] = tok
+                g[f"{d}/gate_sum"] = tok / 2
+                g[f"{d}/dropped"] = np.zeros(layers, np.uint64)
+                g[d].attrs["routed_tokens"] = np.uint64(45)
+
+
+class RoutingHeatmap(Base):
+    def test_plots_one_panel_per_domain_with_token_fractions(self):
+        p = self.path("eval.h5")
+        write_eval(p, rows_for(["btx"], ["a", "b"]))
+        write_routing(p, methods=("btx", "upcycle"))
+        png = self.path("routing.png")
+        rc, out, err = run(routing_heatmap.main, [p, "--out", png])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("btx: 2 domain(s), 3 experts", out)
+        self.assertIn("also has upcycle", err)
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        method, experts, shares, _ = routing_heatmap.read_routing(p, "upcycle", ["b"])
+        self.assertEqual((method, experts, list(shares)), ("upcycle", ["a", "b", "c"], ["b"]))
+        np.testing.assert_allclose(shares["b"][0], [25 / 45, 40 / 45, 25 / 45])
+        np.testing.assert_allclose(shares["b"].sum(axis=1), 2.0)  # top-2
+        with h5py.File(p, "a") as h5:  # without routed_tokens: rows normalised to 1
+            del h5["routing/upcycle/b"].attrs["routed_tokens"]
+        _, _, shares, _ = routing_heatmap.read_routing(p, "upcycle", ["b"])
+        np.testing.assert_allclose(shares["b"][0], [25 / 90, 40 / 90, 25 / 90])
+
+    def test_bad_files_are_named(self):
+        p = self.path("eval.h5")
+        write_eval(p, rows_for(["m"], ["a"]))
+        png = self.path("r.png")
+
+        def error(*args):
+            rc, _, err = run(routing_heatmap.main, [p, "--out", png, *args])
+            self.assertEqual(rc, 2, err)
+            return err
+        self.assertIn(":/routing: group missing", error())
+        write_routing(p)
+        self.assertIn("/routing/nope: no such method (methods: btx)", error("--method", "nope"))
+        self.assertIn("/routing/btx/zz: no such domain (domains: a, b)", error("--domains", "a,zz"))
+        with h5py.File(p, "a") as h5:
+            del h5["routing/btx/a/tokens"]
+            h5["routing/btx/a/tokens"] = np.zeros((3, 2))
+        self.assertIn("/routing/btx/a/tokens: expected a numeric [layers, 3] dataset, found shape (3, 2)",
+                      error())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 #       one job, every phase (slurm/single_node.sbatch)
 #   slurm/pipeline.sh DECK [btm run options] -- EXPERT [EXPERT ...]
 #       prepare + seed; then one array task per expert and, at the same time, the baseline
-#       (it needs only the seed); then average + eval once both are done
+#       (it needs only the seed); then average, mix, finetune (BTX decks) and eval once both are done
 # Extra sbatch options: BTM_SBATCH_ARGS (every job), BTM_EXPERT_SBATCH_ARGS (the array
 # tasks, e.g. "-n 4" for four ranks per expert). BTM_ENV, BTM: see slurm/job_step.sh.
 set -euo pipefail
@@ -29,5 +29,5 @@ array=$(EXPERTS="${experts[*]}" submit "${expert_args[@]}" --dependency=afterok:
           --array=0-$((${#experts[@]} - 1)) "$here/expert_array.sbatch" "$DECK" "${opts[@]}")
 baseline=$(submit --dependency=afterok:"$seed" "$here/single_node.sbatch" "$DECK" "${opts[@]}" --phases baseline)
 final=$(submit --dependency=afterok:"$array":"$baseline" "$here/single_node.sbatch" "$DECK" "${opts[@]}" \
-          --phases average,eval)
+          --phases average,mix,finetune,eval)
 echo "seed=$seed experts=$array baseline=$baseline final=$final"

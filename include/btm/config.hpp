@@ -14,8 +14,8 @@
 namespace btm {
 
 // All phases, in pipeline order.
-inline const std::vector<std::string> kAllPhases = {"prepare", "seed",    "experts", "baseline",
-                                                    "average", "eval"};
+inline const std::vector<std::string> kAllPhases = {"prepare", "seed", "experts", "baseline",
+                                                    "average", "mix",  "finetune", "eval"};
 
 struct RunConfig {
   std::string name = "btm";
@@ -130,6 +130,51 @@ struct EvalConfig {
   bool operator==(const EvalConfig&) const = default;
 };
 
+// BTX (DESIGN, Shape: mix, finetune): one MoE model built from the forest (or from copies
+// of the seed: sparse upcycling), then finetuned. src/phases/mixing.cpp builds it.
+struct MixModel {
+  std::string name;                  // mixed/<name>.h5; finetuned: <name>.h5, eval column <name>
+  std::string source = "forest";     // forest | seed (sparse upcycling: num_experts copies)
+  std::vector<std::string> experts;  // forest experts, in this order; empty: the whole forest
+  int num_experts = 0;               // source = seed: copies (required); forest: 0 or the count
+  bool include_seed = false;         // the seed as one more (generalist) expert, last
+  std::map<std::string, double> weights;  // non-FFN average weights by expert; empty: uniform
+  std::string router_init = "random";    // random | centroid
+  int num_experts_per_tok = 2;           // top-k
+  std::string routing = "top_k";         // top_k | switch | soft | sample_top1
+  std::string aux_loss = "btx";          // btx | switch
+  double router_aux_loss_coef = 0.01;
+  double capacity_factor = 1.5;
+  bool finetune = true;  // false: kept as mixed (BTM-style MoE without finetune)
+  std::uint64_t finetune_tokens = 0;  // 0: finetune.tokens (e.g. more for upcycling at matched compute)
+
+  bool operator==(const MixModel&) const = default;
+};
+
+struct MixConfig {
+  std::vector<MixModel> models;
+  int centroid_sequences = 32;  // train blocks per expert for router_init = "centroid"
+  bool eval_mixed = true;       // eval also reports each mixed model before finetuning, as <name>-mixed
+
+  bool operator==(const MixConfig&) const = default;
+};
+
+inline constexpr double kFinetuneLr = 1e-4;  // BTX finetunes far below the pretraining rate
+
+struct FinetuneConfig {
+  std::uint64_t tokens = 500'000;  // per mixed model
+  std::string mixing = "balanced";  // over the union of the model's experts' domains
+  bool freeze_experts = false;      // train only the router and the averaged trunk
+  // [train], except lr = kFinetuneLr unless [finetune.train] sets it.
+  TrainConfig train = [] {
+    TrainConfig t;
+    t.lr = kFinetuneLr;
+    return t;
+  }();
+
+  bool operator==(const FinetuneConfig&) const = default;
+};
+
 struct Deck {
   std::filesystem::path source;  // the deck file ("" for decks built in code)
   RunConfig run;
@@ -141,6 +186,8 @@ struct Deck {
   BaselineConfig baseline;
   AverageConfig average;
   EvalConfig eval;
+  MixConfig mix;
+  FinetuneConfig finetune;
 
   // Derived paths inside run.out_dir.
   std::filesystem::path data_file() const { return run.out_dir / "data.h5"; }
@@ -154,6 +201,8 @@ struct Deck {
   }
   std::filesystem::path forest_file() const { return run.out_dir / "forest.h5"; }
   std::filesystem::path eval_file() const { return run.out_dir / "eval.h5"; }
+  std::filesystem::path mixed_file(const std::string& name) const { return run.out_dir / "mixed" / (name + ".h5"); }
+  std::filesystem::path finetuned_file(const std::string& name) const { return run.out_dir / (name + ".h5"); }
 
   // Experts in training order: experts.domains, else data.train_domains. Empty when both are
   // (one expert per corpus domain, known only once the corpus is read).

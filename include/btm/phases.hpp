@@ -18,6 +18,10 @@ PhaseStatus run_seed(const Deck& deck, const Comm& world);
 PhaseStatus run_experts(const Deck& deck, const Comm& world);
 PhaseStatus run_baseline(const Deck& deck, const Comm& world);
 PhaseStatus run_average(const Deck& deck, const Comm& world);
+void run_mix(const Deck& deck, const Comm& world);
+struct TrainControl;
+PhaseStatus run_finetune(const Deck& deck, const Comm& world);
+PhaseStatus run_finetune(const Deck& deck, const Comm& world, const TrainControl& control);  // tests: stop early
 void run_eval(const Deck& deck, const Comm& world);
 
 // Domains resolved against data.h5: data.train_domains, or every domain of the data file

@@ -142,6 +142,70 @@ void check_ensembles(const Deck& d, const Places& p) {
   }
 }
 
+// [[mix.models]]: names that are files and eval columns, the experts each model mixes, and
+// top-k against the number of experts (when the deck knows the experts).
+void check_mix(const Deck& d, const Places& p) {
+  const auto forest_experts = d.expert_domains();  // empty: known after prepare
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < d.mix.models.size(); ++i) {
+    const MixModel& m = d.mix.models[i];
+    const std::string path = item("mix.models", i);
+    if (!names.insert(m.name).second) p.fail(path + ".name", "\"" + m.name + "\" is used twice", "distinct names");
+    check_method_name(d, p, path + ".name", m.name);
+    for (const char* reserved : {"data", "forest", "eval", "clusters"}) {
+      if (m.name == reserved) p.fail(path + ".name", "\"" + m.name + "\" is the name of a run file (" + m.name + ".h5)",
+                                     "a name other than data, forest, eval, clusters");
+    }
+    for (const auto& other : d.average.weighted) {
+      if (other.name == m.name) p.fail(path + ".name", "\"" + m.name + "\" is also a weighted average", "a distinct name");
+    }
+    for (const auto& other : d.eval.ensembles) {
+      if (other.name == m.name) p.fail(path + ".name", "\"" + m.name + "\" is also an ensemble", "a distinct name");
+    }
+    int experts = 0;  // 0: unknown until the forest exists
+    if (m.source == "seed") {
+      if (m.num_experts < 1) {
+        p.fail(path + ".num_experts", p.given(path + ".num_experts") ? "found 0" : "missing",
+               "the number of copies of the seed (>= 1) for source = \"seed\" (sparse upcycling)");
+      }
+      if (!m.experts.empty()) p.fail(path + ".experts", "forest experts with source = \"seed\"", "no experts (or source = \"forest\")");
+      if (m.include_seed) p.fail(path + ".include_seed", "true with source = \"seed\"", "false: every expert is the seed already");
+      if (m.router_init == "centroid") {
+        p.fail(path + ".router_init", "\"centroid\" with source = \"seed\": the copies share one domain, so their centroids tie",
+               "\"random\" for sparse upcycling");
+      }
+      if (!m.weights.empty()) p.fail(path + ".weights", "weights with source = \"seed\"", "no weights: the copies are equal");
+      experts = m.num_experts;
+    } else {
+      for (std::size_t j = 0; j < m.experts.size(); ++j) {
+        if (!forest_experts.empty() && !contains(forest_experts, m.experts[j])) {
+          p.fail(item(path + ".experts", j), "\"" + m.experts[j] + "\" is not an expert of the deck; " +
+                                                 suggestion(m.experts[j], forest_experts));
+        }
+      }
+      const std::size_t listed = m.experts.empty() ? forest_experts.size() : m.experts.size();
+      if (listed > 0) experts = static_cast<int>(listed) + (m.include_seed ? 1 : 0);
+      if (m.num_experts > 0 && experts > 0 && m.num_experts != experts) {
+        p.fail(path + ".num_experts", "found " + std::to_string(m.num_experts) + " but the model mixes " + std::to_string(experts) +
+                                          " experts", "0 (the experts' count) or " + std::to_string(experts));
+      }
+      const auto mixed = m.experts.empty() ? forest_experts : m.experts;
+      for (const auto& [expert, w] : m.weights) {
+        const bool known = contains(mixed, expert) || (m.include_seed && expert == "seed");
+        if (!mixed.empty() && !known) {
+          p.fail(path + ".weights." + expert, "\"" + expert + "\" is not one of this model's experts" +
+                                                (m.include_seed ? " (or \"seed\")" : ""));
+        }
+      }
+    }
+    if (experts > 0 && m.num_experts_per_tok > experts) {
+      p.fail(path + ".num_experts_per_tok", "found " + std::to_string(m.num_experts_per_tok) + " but the model has " +
+                                                std::to_string(experts) + " experts",
+             "at most the number of experts");
+    }
+  }
+}
+
 }  // namespace
 
 void check_deck(const Deck& deck, const Places& places) {
@@ -152,6 +216,7 @@ void check_deck(const Deck& deck, const Places& places) {
   check_experts(deck, places);
   check_averages(deck, places);
   check_ensembles(deck, places);
+  check_mix(deck, places);
 }
 
 }  // namespace btm::deck

@@ -240,6 +240,12 @@ Deck read(const toml::table& root, Places& places) {
   r.array_of_tables(root, "average.weighted", deck.average.weighted, &weighted_fields);
   r.section(root, "eval", eval_fields(deck.eval), {"ensembles"});
   r.array_of_tables(root, "eval.ensembles", deck.eval.ensembles, &ensemble_fields);
+  r.section(root, "mix", mix_fields(deck.mix), {"models"});
+  r.array_of_tables(root, "mix.models", deck.mix.models, &mix_model_fields);
+  deck.finetune.train = deck.train;
+  deck.finetune.train.lr = kFinetuneLr;
+  r.section(root, "finetune", finetune_fields(deck.finetune), {"train"});
+  r.section(root, "finetune.train", train_fields(deck.finetune.train));
   return deck;
 }
 

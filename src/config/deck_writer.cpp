@@ -66,6 +66,11 @@ std::string to_toml(const Deck& resolved) {
   table(out, "average", deck::average_fields(d.average));
   if (d.average.weighted.empty()) out << "weighted = []\n";
   for (auto& w : d.average.weighted) table(out, "average.weighted", deck::weighted_fields(w), true);
+  table(out, "mix", deck::mix_fields(d.mix));
+  if (d.mix.models.empty()) out << "models = []\n";
+  for (auto& m : d.mix.models) table(out, "mix.models", deck::mix_model_fields(m), true);
+  table(out, "finetune", deck::finetune_fields(d.finetune));
+  table(out, "finetune.train", deck::train_fields(d.finetune.train));
   table(out, "eval", deck::eval_fields(d.eval));
   if (d.eval.ensembles.empty()) out << "ensembles = []\n";
   for (auto& e : d.eval.ensembles) table(out, "eval.ensembles", deck::ensemble_fields(e), true);

@@ -3,11 +3,15 @@
 #include "btm/plan.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "btm/error.hpp"
+#include "btm/mixing.hpp"
+#include "btm/model/llama.hpp"
 
 namespace btm {
 
@@ -279,6 +283,10 @@ void print_eval(const Deck& deck, std::ostream& out) {
     if (deck.baseline.enabled) models.push_back("baseline");
     models.push_back("each expert");
     if (deck.average.uniform || deck.average.posterior || !deck.average.weighted.empty()) models.push_back("the averages");
+    for (const auto& m : deck.mix.models) {
+      if (m.finetune) models.push_back(m.name);
+      if (deck.mix.eval_mixed) models.push_back(m.name + "-mixed");
+    }
     out << "  models: " << join(models) << "\n";
     if (deck.eval.ensembles.empty()) {
       out << "  ensembles: none\n";
@@ -291,6 +299,110 @@ void print_eval(const Deck& deck, std::ostream& out) {
       t.add({e.name, e.prior, e.posterior, e.top_k == 0 ? "all" : std::to_string(e.top_k)});
     }
     t.print(out, "    ");
+  }
+}
+
+// Experts of a [[mix.models]] entry as far as the deck knows them; 0: known after prepare.
+int planned_experts(const Deck& deck, const MixModel& m) {
+  if (m.source == "seed") return m.num_experts;
+  const std::size_t listed = m.experts.empty() ? deck.expert_domains().size() : m.experts.size();
+  return listed == 0 ? 0 : static_cast<int>(listed) + (m.include_seed ? 1 : 0);
+}
+
+// Tokens of whole steps: what a phase really trains.
+std::uint64_t step_tokens(std::uint64_t tokens, const TrainConfig& tr, int context) {
+  return phase_steps(tokens, tr, context) * std::uint64_t(tr.global_batch) * std::uint64_t(context);
+}
+
+void print_mix(const Deck& deck, std::ostream& out) {
+  out << "\nMixture-of-experts models (mix -> mixed/<name>.h5, finetune -> <name>.h5)\n";
+  TextTable t({"name", "experts", "top_k", "routing", "aux loss", "router init", "finetune"}, "llrllll");
+  for (const auto& m : deck.mix.models) {
+    const int E = planned_experts(deck, m);
+    std::string experts = m.source == "seed" ? std::to_string(m.num_experts) + " copies of the seed (sparse upcycling)"
+                          : m.experts.empty() ? (E ? std::to_string(E - (m.include_seed ? 1 : 0)) : std::string("all")) +
+                                                    " forest experts"
+                                              : join(m.experts);
+    if (m.include_seed) experts += " + the seed";
+    t.add({m.name, experts, std::to_string(m.num_experts_per_tok), m.routing + " (capacity " + number(m.capacity_factor) + ")",
+           m.aux_loss + " x " + number(m.router_aux_loss_coef), m.router_init,
+           m.finetune ? commas(m.finetune_tokens > 0 ? m.finetune_tokens : deck.finetune.tokens) + " tokens, lr " + number(deck.finetune.train.lr) +
+                            (deck.finetune.freeze_experts ? ", experts frozen" : "")
+                      : "no"});
+  }
+  t.print(out);
+}
+
+// Training FLOPs of every phase and of each method's whole history (BTM, BTX, sparse
+// upcycling, dense baseline), MoE counted at its active parameters (top-k experts).
+void print_compute(const Deck& deck, std::ostream& out) {
+  const auto& phases = deck.run.phases;
+  const auto experts = deck.expert_domains();
+  const int ctx = deck.model.max_position_embeddings;
+  ModelConfig dense = deck.model;
+  if (dense.vocab_size == 0) dense.vocab_size = deck.data.vocab_size;
+  dense.intermediate_size = dense.resolved_intermediate_size();
+  const double dense_fpt = training_flops_per_token(dense, ctx);
+  auto flops = [](double f) { return number(f); };
+  out << "\nCompute (training FLOPs = tokens x FLOPs per token; PaLM: 6 x active parameters + attention)\n";
+  TextTable t({"phase", "model", "tokens", "FLOPs/token", "FLOPs"}, "llrrr");
+  const double seed = double(step_tokens(deck.seed.tokens, deck.seed.train, ctx)) * dense_fpt;
+  t.add({"seed", "dense", commas(step_tokens(deck.seed.tokens, deck.seed.train, ctx)), flops(dense_fpt), flops(seed)});
+  double forest = 0;
+  if (!experts.empty()) {
+    const std::uint64_t tok = experts.size() * step_tokens(deck.experts.tokens, deck.experts.train, ctx);
+    forest = double(tok) * dense_fpt;
+    t.add({"experts", std::to_string(experts.size()) + " x dense", commas(tok), flops(dense_fpt), flops(forest)});
+  }
+  double baseline = 0;
+  if (deck.baseline.enabled && !experts.empty()) {
+    const std::uint64_t tok = step_tokens(baseline_tokens(deck, experts.size()), deck.baseline.train, ctx);
+    baseline = double(tok) * dense_fpt;
+    t.add({"baseline", "dense", commas(tok), flops(dense_fpt), flops(baseline)});
+  }
+  struct Total {
+    std::string method;
+    double flops;
+  };
+  std::vector<Total> totals;
+  std::map<std::string, double> mixed_total;  // per mix model
+  if (!experts.empty()) totals.push_back({"BTM (seed + experts)", seed + forest});
+  for (const auto& m : deck.mix.models) {
+    const int E = planned_experts(deck, m);
+    if (E == 0) continue;
+    const ModelConfig moe = moe_config(dense, m, E);
+    const double fpt = training_flops_per_token(moe, ctx);
+    const std::uint64_t budget = m.finetune_tokens > 0 ? m.finetune_tokens : deck.finetune.tokens;
+    const std::uint64_t tok = m.finetune ? step_tokens(budget, deck.finetune.train, ctx) : 0;
+    const double ft = double(tok) * fpt;
+    t.add({"finetune", m.name + " (MoE " + std::to_string(E) + " experts, top-" + std::to_string(m.num_experts_per_tok) + ")",
+           commas(tok), flops(fpt), flops(ft)});
+    const bool upcycled = m.source == "seed";
+    mixed_total[m.name] = seed + (upcycled ? 0.0 : forest) + ft;
+    totals.push_back({m.name + (upcycled ? " (seed + finetune)" : " (seed + experts + finetune)"), mixed_total[m.name]});
+  }
+  if (deck.baseline.enabled && !experts.empty()) totals.push_back({"dense baseline (seed + baseline)", seed + baseline});
+  t.print(out);
+  for (const auto& total : totals) out << "  total " << total.method << ": " << flops(total.flops) << "\n";
+  if (has(phases, "finetune") && deck.baseline.enabled && !experts.empty()) {
+    for (const auto& m : deck.mix.models) {
+      if (!mixed_total.count(m.name) || !m.finetune) continue;
+      const double target = mixed_total[m.name] - seed;
+      const std::uint64_t need = static_cast<std::uint64_t>(std::ceil(target / dense_fpt));
+      out << "  baseline.tokens = " << need << " matches " << m.name << "'s total (now "
+          << number(100.0 * (seed + baseline) / (seed + target)) << "%)\n";
+    }
+  }
+  // Sparse upcycling at the compute of the first model mixed from the forest.
+  const auto btx = std::find_if(deck.mix.models.begin(), deck.mix.models.end(),
+                                [&](const MixModel& m) { return m.source == "forest" && mixed_total.count(m.name); });
+  for (std::size_t i = 0; btx != deck.mix.models.end() && i < deck.mix.models.size(); ++i) {
+    const MixModel& m = deck.mix.models[i];
+    if (m.source != "seed" || !m.finetune || !mixed_total.count(m.name)) continue;
+    const double fpt = training_flops_per_token(moe_config(dense, m, m.num_experts), ctx);
+    const std::uint64_t need = static_cast<std::uint64_t>(std::ceil((mixed_total[btx->name] - seed) / fpt));
+    out << "  mix.models[" << i << "].finetune_tokens = " << need << " matches " << btx->name << "'s total (now "
+        << number(100.0 * mixed_total[m.name] / mixed_total[btx->name]) << "%)\n";
   }
 }
 
@@ -319,6 +431,7 @@ void print_plan(const Deck& deck, int world_size, std::ostream& out) {
   std::vector<std::string> phases;
   for (const auto& p : kAllPhases) {
     if (!has(deck.run.phases, p)) continue;
+    if ((p == "mix" || p == "finetune") && deck.mix.models.empty()) continue;  // nothing to do without [[mix.models]]
     phases.push_back(p == "baseline" && !deck.baseline.enabled ? "baseline (disabled: baseline.enabled = false)" : p);
   }
   out << "\nPhases\n  " << (phases.empty() ? "none" : join(phases, " -> ")) << "\n";
@@ -327,6 +440,8 @@ void print_plan(const Deck& deck, int world_size, std::ostream& out) {
   print_training(deck, world_size, out);
   print_groups(deck, world_size, out);
   print_eval(deck, out);
+  if (!deck.mix.models.empty()) print_mix(deck, out);
+  if (!deck.mix.models.empty() || has(deck.run.phases, "baseline")) print_compute(deck, out);
 }
 
 }  // namespace btm

@@ -215,6 +215,31 @@ std::vector<Field> ensemble_fields(EnsembleConfig& c) {
           integer("top_k", c.top_k, 0, 4096)};
 }
 
+std::vector<Field> mix_fields(MixConfig& c) {
+  return {integer("centroid_sequences", c.centroid_sequences, 1, 1000000), flag("eval_mixed", c.eval_mixed)};
+}
+
+std::vector<Field> mix_model_fields(MixModel& c) {
+  return {required(name("name", c.name)),
+          text("source", c.source, {"forest", "seed"}),
+          names("experts", c.experts),
+          integer("num_experts", c.num_experts, 1, 4096, true),
+          flag("include_seed", c.include_seed),
+          Field{"weights", &c.weights, Range{0, kInf}, {}, false, false},
+          text("router_init", c.router_init, {"random", "centroid"}),
+          integer("num_experts_per_tok", c.num_experts_per_tok, 1, 4096),
+          text("routing", c.routing, {"top_k", "switch", "soft", "sample_top1"}),
+          text("aux_loss", c.aux_loss, {"btx", "switch"}),
+          real("router_aux_loss_coef", c.router_aux_loss_coef, 0, 100, false, false),
+          real("capacity_factor", c.capacity_factor, 0, 1e6, true, false),
+          flag("finetune", c.finetune),
+          count("finetune_tokens", c.finetune_tokens, 0)};
+}
+
+std::vector<Field> finetune_fields(FinetuneConfig& c) {
+  return {count("tokens", c.tokens, 1), text("mixing", c.mixing, kMixing), flag("freeze_experts", c.freeze_experts)};
+}
+
 std::string toml_quote(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {

@@ -48,8 +48,8 @@ bool is_name(std::string_view s);
 inline const char* kNameRule = "a string of letters, digits, '.', '_', '-', '+' (not starting with '.')";
 
 // The deck's top-level tables, in file order.
-inline const std::vector<std::string> kSections = {"run",     "data",     "model",   "train", "seed",
-                                                   "experts", "baseline", "average", "eval"};
+inline const std::vector<std::string> kSections = {"run",     "data",     "model", "train",    "seed",
+                                                   "experts", "baseline", "average", "mix", "finetune", "eval"};
 
 std::vector<Field> run_fields(RunConfig& c);
 std::vector<Field> data_fields(DataConfig& c);
@@ -65,6 +65,9 @@ std::vector<Field> average_fields(AverageConfig& c);    // without [[average.wei
 std::vector<Field> weighted_fields(WeightedAverage& c);
 std::vector<Field> eval_fields(EvalConfig& c);          // without [[eval.ensembles]]
 std::vector<Field> ensemble_fields(EnsembleConfig& c);
+std::vector<Field> mix_fields(MixConfig& c);            // without [[mix.models]]
+std::vector<Field> mix_model_fields(MixModel& c);
+std::vector<Field> finetune_fields(FinetuneConfig& c);  // without [finetune.train]
 
 // A TOML basic string literal: "..." with \\, \" and control characters escaped.
 std::string toml_quote(std::string_view s);

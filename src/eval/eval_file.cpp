@@ -69,6 +69,21 @@ void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, co
       f.set_attr<std::int64_t>(g, "top_k", ens.top_k);
     }
   }
+  for (const auto* group : {&plan.models, &plan.averages}) {
+    for (const auto& m : *group) {
+      const auto it = results.routing.find(m.method);
+      if (it == results.routing.end()) continue;
+      const std::string g = "/routing/" + m.method;
+      if (!f.exists(g + "/experts")) f.write_strings(g + "/experts", m.routed_experts);
+      for (const auto& [d, s] : it->second) {
+        const std::vector<hsize_t> dims = {hsize_t(s.layers), hsize_t(s.experts)};
+        f.write<double>(g + "/" + d + "/tokens", s.tokens.data(), dims);
+        f.write<double>(g + "/" + d + "/gate_sum", s.gate_sum.data(), dims);
+        f.write<std::uint64_t>(g + "/" + d + "/dropped", s.dropped);
+        f.set_attr<std::uint64_t>(g + "/" + d, "routed_tokens", s.routed_tokens);
+      }
+    }
+  }
   w.commit();
 }
 

@@ -10,6 +10,8 @@
 #include "btm/expert_training.hpp"
 #include "btm/forest.hpp"
 #include "btm/log.hpp"
+#include "btm/mixing.hpp"
+#include "btm/model/model_file.hpp"
 #include "btm/phases.hpp"
 #include "btm/train/checkpoint.hpp"
 
@@ -48,6 +50,18 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
   if (usable(deck.seed_file(), "seed model", true)) plan.models.push_back({"seed", deck.seed_file(), {}});
   if (usable(deck.baseline_file(), "baseline model", deck.baseline.enabled)) {
     plan.models.push_back({"baseline", deck.baseline_file(), {}});
+  }
+
+  // BTX: each finetuned MoE model, and each mixed one before finetuning (mix.eval_mixed).
+  for (const auto& m : deck.mix.models) {
+    auto add_moe = [&](const std::string& method, const std::filesystem::path& file, const std::string& what) {
+      if (!usable(file, what, true)) return;
+      const h5::File f = h5::open_for_read(file, "a model file");
+      const int experts = read_model_config(f).num_local_experts;
+      plan.models.push_back({method, file, {}, mixed_expert_names(deck.mixed_file(m.name), experts)});
+    };
+    if (m.finetune) add_moe(m.name, deck.finetuned_file(m.name), "finetuned MoE model \"" + m.name + "\"");
+    if (deck.mix.eval_mixed) add_moe(m.name + "-mixed", deck.mixed_file(m.name), "mixed model \"" + m.name + "\"");
   }
 
   // The deck's order whatever order the experts finished in (columns of the table).

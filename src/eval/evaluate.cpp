@@ -173,6 +173,21 @@ int plan_context(const EvalPlan& plan) {
   return read_model_config(f).max_position_embeddings;
 }
 
+// Routing statistics of every rank added together (identical on every rank).
+RoutingStats sum_routing(RoutingStats s, const Comm& comm) {
+  std::vector<double> all(s.tokens.begin(), s.tokens.end());
+  all.insert(all.end(), s.gate_sum.begin(), s.gate_sum.end());
+  for (auto v : s.dropped) all.push_back(static_cast<double>(v));
+  all.push_back(static_cast<double>(s.routed_tokens));
+  comm.allreduce_sum(all.data(), all.size());
+  const std::size_t n = s.tokens.size(), g = s.gate_sum.size();
+  std::copy_n(all.begin(), n, s.tokens.begin());
+  std::copy_n(all.begin() + n, g, s.gate_sum.begin());
+  for (std::size_t l = 0; l < s.dropped.size(); ++l) s.dropped[l] = static_cast<std::uint64_t>(all[n + g + l]);
+  s.routed_tokens = static_cast<std::uint64_t>(all.back());
+  return s;
+}
+
 // log p rows of one domain's eval blocks: expert e -> (array, row).
 struct RowRef {
   const std::vector<float>* array = nullptr;
@@ -226,8 +241,12 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
     for (const auto& m : *group) {
       for (const auto& d : m.domains.empty() ? domains : m.domains) {
         if (!blocks.count(d)) continue;  // not an evaluation domain
+        // An MoE model counts its routing while it scores: loaded on every rank, counters reset.
+        Llama* routed = m.routed_experts.empty() ? nullptr : &pool.load(m.file);
+        if (routed) routed->reset_routing_stats();
         const NllSum s = score_dense(pool, m.file, data, d, plan.split, blocks[d], plan.batch, comm);
         cells[m.method][d] = make_row(m.method, d, plan.split, s);
+        if (routed) res.routing[m.method][d] = sum_routing(routed->routing_stats(), comm);
       }
     }
   }

@@ -134,12 +134,14 @@ TokenizerBlob read_tokenizer(const h5::File& f) {
   return t;
 }
 
-void save_model(const std::filesystem::path& path, const ModelFile& model) {
+void save_model(const std::filesystem::path& path, const ModelFile& model,
+                const std::function<void(h5::File&)>& extra) {
   h5::AtomicWrite w(path);
   write_model_config(w.file(), model.config);
   write_params(w.file(), "/params", ParamLayout::llama(model.config), model.params);
   write_meta(w.file(), model.meta);
   if (!model.tokenizer.model.empty()) write_tokenizer(w.file(), model.tokenizer);
+  if (extra) extra(w.file());
   w.commit();
 }
 

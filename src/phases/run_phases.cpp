@@ -25,6 +25,12 @@ bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const 
     throw Error("model.num_local_experts = " + std::to_string(deck.model.num_local_experts) +
                 ": MoE layers are not implemented on the " + deck.run.backend + " backend yet; use backend = \"cpu\"");
   }
+  const bool runs_moe = std::find(phases.begin(), phases.end(), "finetune") != phases.end() ||
+                        std::find(phases.begin(), phases.end(), "eval") != phases.end();
+  if (!deck.mix.models.empty() && runs_moe && !backend_supports_moe(deck.run.backend)) {
+    throw Error("mix.models[0] (\"" + deck.mix.models[0].name + "\"): finetune and eval run MoE models, which the " +
+                deck.run.backend + " backend does not implement yet; use backend = \"cpu\"");
+  }
   // For the whole run, so that a stop signal never kills a phase: training checkpoints at
   // its next step, everything else stops at the next phase boundary (status 75, resumable).
   StopSignals signals;
@@ -41,6 +47,8 @@ bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const 
     else if (phase == "experts") status = run_experts(deck, world);
     else if (phase == "baseline") status = run_baseline(deck, world);
     else if (phase == "average") status = run_average(deck, world);
+    else if (phase == "mix") run_mix(deck, world);
+    else if (phase == "finetune") status = run_finetune(deck, world);
     else if (phase == "eval") run_eval(deck, world);
     // Later phases read what this one wrote, on every rank.
     world.barrier();

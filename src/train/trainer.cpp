@@ -125,7 +125,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
                          const TrainJob& job, const std::function<StartPoint()>& start,
                          const TrainControl& control) {
   const TrainConfig& tc = job.train;
-  const ModelConfig config = resolve_model_config(deck, data);
+  const ModelConfig config = job.model ? *job.model : resolve_model_config(deck, data);
   const int ctx = config.max_position_embeddings;
   const std::int64_t total_steps = static_cast<std::int64_t>(phase_steps(job.tokens, tc, ctx));
   const std::string tag = "phase=" + job.phase + " model=" + job.name;

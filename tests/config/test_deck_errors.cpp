@@ -46,7 +46,7 @@ TEST(DeckErrors, UnknownKeyWithNothingCloseListsTheValidKeys) {
 TEST(DeckErrors, UnknownSectionListsTheSections) {
   auto msg = deck_error(kGoodDeck + "[optimizer]\nlr = 0.1\n");
   EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine, 2) + "optimizer: unknown section; expected one of: run, data, model, train, seed, experts, "
-                            "baseline, average, eval"));
+                            "baseline, average, mix, finetune, eval"));
 }
 
 TEST(DeckErrors, MisspelledSectionSuggestsTheSection) {
@@ -217,7 +217,7 @@ TEST(DeckErrors, VocabularyOutOfRange) {
 TEST(DeckErrors, UnknownPhase) {
   auto msg = deck_error("[run]\nphases = [\"prepare\", \"experst\"]\n" + kGoodDeck.substr(kGoodDeck.find("[data]")));
   EXPECT_TRUE(contains(msg, "bad.toml:2:22: run.phases[1]: found \"experst\" (did you mean 'experts'?); expected one "
-                            "of: prepare, seed, experts, baseline, average, eval"));
+                            "of: prepare, seed, experts, baseline, average, mix, finetune, eval"));
 }
 
 TEST(DeckErrors, DuplicatePhase) {
@@ -331,6 +331,33 @@ TEST(DeckErrors, AverageAndEnsembleNamesMustNotClashWithOtherModels) {
   auto both = deck_error(kGoodDeck + "[[average.weighted]]\nname = \"mix\"\nweights = { alpha = 1 }\n"
                                      "[[eval.ensembles]]\nname = \"mix\"\n");
   EXPECT_TRUE(contains(both, "eval.ensembles[0].name: \"mix\" is also a weighted average"));
+}
+
+TEST(DeckErrors, MixModelsNameTheKeyThatIsWrong) {
+  const std::string m = kGoodDeck + "[[mix.models]]\nname = \"btx\"\n";  // line 15 and 16
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[[mix.models]]\nsource = \"seed\"\n"), "mix.models[0].name: missing"));
+  EXPECT_TRUE(contains(deck_error(m + "num_experts_per_tok = 5\n"),
+                       at_line(kFirstAppendedLine + 2, 23) + "mix.models[0].num_experts_per_tok: found 5 but the model has 4 experts"));
+  EXPECT_TRUE(contains(deck_error(m + "include_seed = true\nnum_experts_per_tok = 6\n"), "found 6 but the model has 5 experts"));
+  EXPECT_TRUE(contains(deck_error(m + "router_init = \"centroids\"\n"),
+                       "mix.models[0].router_init: found \"centroids\" (did you mean 'centroid'?); expected one of: random, centroid"));
+  EXPECT_TRUE(contains(deck_error(m + "routing = \"expert_choice\"\n"), "mix.models[0].routing: found \"expert_choice\""));
+  EXPECT_TRUE(contains(deck_error(m + "num_experts = -1\n"),
+                       "mix.models[0].num_experts: found -1; expected 0 or an integer in 1..4096"));
+  EXPECT_TRUE(contains(deck_error(m + "num_experts = 3\n"), "mix.models[0].num_experts: found 3 but the model mixes 4 experts"));
+  EXPECT_TRUE(contains(deck_error(m + "experts = [\"alpah\"]\n"),
+                       "mix.models[0].experts[0]: \"alpah\" is not an expert of the deck; did you mean 'alpha'?"));
+  EXPECT_TRUE(contains(deck_error(m + "weights = { seed = 1 }\n"), "mix.models[0].weights.seed: \"seed\" is not one of this model's experts"));
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[[mix.models]]\nname = \"up\"\nsource = \"seed\"\n"),
+                       "mix.models[0].num_experts: missing; expected the number of copies of the seed (>= 1)"));
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[[mix.models]]\nname = \"up\"\nsource = \"seed\"\nnum_experts = 2\nrouter_init = \"centroid\"\n"),
+                       "mix.models[0].router_init: \"centroid\" with source = \"seed\""));
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[[mix.models]]\nname = \"seed\"\n"),
+                       "mix.models[0].name: \"seed\" is already the name of a model that eval reports"));
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[[mix.models]]\nname = \"eval\"\n"), "is the name of a run file (eval.h5)"));
+  EXPECT_TRUE(contains(deck_error(m + "[[mix.models]]\nname = \"btx\"\n"), "mix.models[1].name: \"btx\" is used twice"));
+  EXPECT_TRUE(contains(deck_error(m + "[finetune]\ntokens = 0\n"), "finetune.tokens: found 0"));
+  EXPECT_TRUE(contains(deck_error(m + "[finetune.train]\nlrr = 1\n"), "finetune.train.lrr: unknown key; did you mean 'lr'?"));
 }
 
 TEST(DeckErrors, MoeExpertsPerTokenBeyondTheExpertsNamesBothKeys) {

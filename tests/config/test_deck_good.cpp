@@ -50,6 +50,8 @@ void expect_same_deck(const Deck& a, const Deck& b) {
   EXPECT_TRUE(a.baseline == b.baseline);
   EXPECT_TRUE(a.average == b.average);
   EXPECT_TRUE(a.eval == b.eval);
+  EXPECT_TRUE(a.mix == b.mix);
+  EXPECT_TRUE(a.finetune == b.finetune);
 }
 
 // Every value differs from its default, so a key the writer or reader forgot shows up.
@@ -110,6 +112,15 @@ Deck every_key_changed() {
   d.eval.prior_sequences = 12;
   d.eval.prior_alpha = 0.1 + 0.2;  // not exactly 0.3: the writer must keep every bit
   d.eval.batch = 2;
+  d.mix.centroid_sequences = 7;
+  d.mix.eval_mixed = false;
+  d.mix.models = {{"mx", "forest", {"a", "b"}, 3, true, {{"a", 1.0}, {"seed", 0.5}}, "centroid", 3, "soft", "switch", 0.05, 2.0, false, 0},
+                  {"up", "seed", {}, 4, false, {}, "random", 1, "sample_top1", "btx", 0.0, 1.25, true, 8888}};
+  d.finetune.tokens = 4321;
+  d.finetune.mixing = "proportional";
+  d.finetune.freeze_experts = true;
+  d.finetune.train = d.train;
+  d.finetune.train.lr = 5e-5;
   d.eval.ensembles = {{"e1", "uniform", "previous_token", 2}, {"e2", "cached", "exact", 0}};
   return d;
 }
@@ -240,6 +251,39 @@ global_batch = 64
   EXPECT_EQ(d.train.global_batch, btm::TrainConfig{}.global_batch);
   EXPECT_TRUE(d.baseline.train == d.train);
   EXPECT_EQ(d.seed.tokens, 5000u);
+}
+
+TEST(DeckPhaseTrain, FinetuneStartsFromTrainButAtTheFinetuningRate) {
+  Deck d = parse_deck(kGoodDeck + "[train]\nlr = 1e-3\nmicro_batch = 4\n", "t.toml");
+  EXPECT_EQ(d.finetune.train.lr, btm::kFinetuneLr);
+  EXPECT_EQ(d.finetune.train.micro_batch, 4);
+  EXPECT_EQ(d.finetune.train.min_lr_ratio, 0.1);  // cosine to 10% of the peak
+  Deck e = parse_deck(kGoodDeck + "[finetune.train]\nlr = 3e-4\n", "t.toml");
+  EXPECT_EQ(e.finetune.train.lr, 3e-4);
+}
+
+TEST(DeckMix, BtxAndSparseUpcyclingFitInOneDeck) {
+  Deck d = parse_deck(kGoodDeck + R"(
+[[mix.models]]
+name = "btx"
+router_init = "centroid"
+
+[[mix.models]]
+name = "upcycle"
+source = "seed"
+num_experts = 4
+
+[finetune]
+tokens = 2000
+)",
+                      "t.toml");
+  ASSERT_EQ(d.mix.models.size(), 2u);
+  EXPECT_EQ(d.mix.models[0].source, "forest");
+  EXPECT_EQ(d.mix.models[0].num_experts_per_tok, 2);
+  EXPECT_EQ(d.mix.models[1].num_experts, 4);
+  EXPECT_EQ(d.finetune.tokens, 2000u);
+  EXPECT_EQ(d.finetuned_file("btx"), d.run.out_dir / "btx.h5");
+  EXPECT_EQ(d.mixed_file("upcycle"), d.run.out_dir / "mixed" / "upcycle.h5");
 }
 
 TEST(DeckOverrides, SetReplacesAndAddsKeys) {

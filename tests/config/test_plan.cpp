@@ -2,6 +2,8 @@
 // groups of DESIGN's process layout for several world sizes.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <regex>
 #include <sstream>
 
@@ -185,4 +187,46 @@ TEST(Plan, DisabledBaselineAndSkippedPhases) {
   EXPECT_TRUE(contains(plan, "seed -> experts -> baseline (disabled"));
   EXPECT_FALSE(contains(plan, "Averages"));
   EXPECT_FALSE(contains(plan, "Evaluation"));
+}
+
+TEST(Plan, ComputeTableCountsMoEActiveParametersAndSaysWhatMatchesBtx) {
+  const btm::Deck deck = btm::parse_deck(kGoodDeck + R"(
+[[mix.models]]
+name = "btx"
+[[mix.models]]
+name = "upcycle"
+source = "seed"
+num_experts = 8
+num_experts_per_tok = 1
+[finetune]
+tokens = 65536
+)", "btx.toml", {"data.vocab_size=1000"});
+  const std::string plan = plan_for(deck, 2);
+  EXPECT_TRUE(contains(plan, "prepare -> seed -> experts -> baseline -> average -> mix -> finetune -> eval"));
+  EXPECT_TRUE(contains(plan, "8 copies of the seed (sparse upcycling)"));
+  // d = 64, f = 192 (8/3 x 64 rounded up to 64), 2 layers, vocab 1000 untied, context 64.
+  const double attention = 4.0 * 64 * 64, ffn = 3.0 * 64 * 192, norms = 2.0 * 64;
+  const double dense = 2 * (attention + ffn + norms) + 64 + 1000 * 64;  // no embedding lookup
+  const double dense_fpt = 6 * dense + 12.0 * 2 * 64 * 64;
+  const double btx_fpt = dense_fpt + 6 * 2 * (ffn + 4 * 64);    // top-2 of 4: one more expert + the router
+  const double up_fpt = dense_fpt + 6 * 2 * (8 * 64);           // top-1 of 8: the router only
+  auto shown = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return std::string(buf);
+  };
+  EXPECT_TRUE(contains(plan, "seed      dense"));
+  EXPECT_TRUE(contains(plan, shown(dense_fpt)));
+  EXPECT_TRUE(contains(plan, "btx (MoE 4 experts, top-2)"));
+  EXPECT_TRUE(contains(plan, shown(btx_fpt)));
+  EXPECT_TRUE(contains(plan, "upcycle (MoE 8 experts, top-1)"));
+  EXPECT_TRUE(contains(plan, shown(up_fpt)));
+  // Seed 1,001,472 tokens (489 steps of 2048), experts 4 x 501,760, finetune 65,536 each.
+  const double seed = 1001472 * dense_fpt, experts = 4 * 501760 * dense_fpt;
+  EXPECT_TRUE(contains(plan, "total BTM (seed + experts): " + shown(seed + experts)));
+  EXPECT_TRUE(contains(plan, "total btx (seed + experts + finetune): " + shown(seed + experts + 65536 * btx_fpt)));
+  EXPECT_TRUE(contains(plan, "total upcycle (seed + finetune): " + shown(seed + 65536 * up_fpt)));
+  const auto match = static_cast<std::uint64_t>(std::ceil((experts + 65536 * btx_fpt) / dense_fpt));
+  EXPECT_TRUE(contains(plan, "baseline.tokens = " + std::to_string(match) + " matches btx's total"));
+  EXPECT_TRUE(contains(plan, "mix.models[1].finetune_tokens = "));
 }

@@ -26,6 +26,7 @@ struct DenseMethod {
   std::string method;                // column name
   std::filesystem::path file;        // model file
   std::vector<std::string> domains;  // evaluated on these only; empty: every domain
+  std::vector<std::string> routed_experts;  // MoE models: expert names; routing statistics are recorded
 };
 
 struct ExpertModel {
@@ -71,6 +72,8 @@ struct EvalResults {
   // experts each ensemble ran per domain (top-k).
   std::map<std::string, std::map<std::string, std::vector<double>>> priors;
   std::map<std::string, std::map<std::string, std::vector<int>>> selected;
+  // MoE methods: routing statistics per domain, summed over every rank.
+  std::map<std::string, std::map<std::string, RoutingStats>> routing;
 
   const ResultRow* find(const std::string& method, const std::string& domain) const;
 };
@@ -90,7 +93,10 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, Backend& backend
 // eval.h5 (DESIGN, Files), written atomically by the caller's rank: /results parallel
 // datasets method, domain, split (strings), tokens (uint64), nll, perplexity (float64), with
 // the settings as attributes of /results; /priors/experts (strings) and
-// /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior.
+// /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior; for MoE
+// methods /routing/<method>/experts (strings) and /routing/<method>/<domain>/{tokens,
+// gate_sum} (float64 [L, E]: tokens routed to each expert, their summed gate weights) and
+// dropped (uint64 [L], over capacity), attribute routed_tokens.
 void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, const EvalResults& results,
                      const std::string& deck_toml);
 

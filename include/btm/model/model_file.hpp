@@ -4,6 +4,7 @@
 // /tokenizer/model (the SentencePiece model, so a model file stands on its own).
 // Training checkpoints add /optim, /train and /metrics (train/checkpoint.hpp).
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,8 +45,10 @@ ModelMeta read_meta(const h5::File& f);
 void write_tokenizer(h5::File& f, const TokenizerBlob& tokenizer);
 TokenizerBlob read_tokenizer(const h5::File& f);
 
-// Everything of a model file except training state; written atomically.
-void save_model(const std::filesystem::path& path, const ModelFile& model);
+// Everything of a model file except training state; written atomically. `extra` adds
+// datasets of its own before the file is committed (mix: /mix/experts).
+void save_model(const std::filesystem::path& path, const ModelFile& model,
+                const std::function<void(h5::File&)>& extra = {});
 ModelFile load_model(const std::filesystem::path& path);
 
 }  // namespace btm

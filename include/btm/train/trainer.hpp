@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@ struct TrainJob {
   // MoE models: false freezes the experts' FFN weights (no gradients, no updates); the
   // router and every other parameter train.
   bool train_experts = true;
+  std::optional<ModelConfig> model;  // the architecture; empty: the deck's [model] (finetune: the mixed model's)
 };
 
 // Where a fresh run starts (used only when job.file holds no checkpoint yet).
