@@ -7,8 +7,10 @@
 #include <map>
 #include <numeric>
 
+#include "btm/cluster/terms.hpp"
 #include "btm/error.hpp"
 #include "btm/eval/ensemble.hpp"
+#include "btm/h5.hpp"
 
 namespace btm {
 
@@ -40,10 +42,11 @@ void check_router_settings(const RouterSettings& s, int clusters, const std::str
   }
 }
 
-void routing_weights(const double* distances, int k, const RouterSettings& s, std::int32_t* index, double* weight) {
+void routing_weights(const double* squared_distances, int k, const RouterSettings& s, std::int32_t* index,
+                     double* weight) {
   std::vector<double> score(k);  // d^p / T
   for (int j = 0; j < k; ++j) {
-    const double d2 = distances[j] * distances[j];
+    const double d2 = squared_distances[j];
     score[j] = (s.distance_power == 4 ? d2 * d2 : d2) / s.temperature;
   }
   const auto top = smallest(score.data(), k, s.top_k);
@@ -67,43 +70,21 @@ void fallback_weights(const std::vector<double>& sizes, int top_k, std::int32_t*
   }
 }
 
-bool TermSpace::embed(std::string_view text, double* out) const {
-  std::map<int, int> counts;
-  for (const auto& term : terms(text)) {
-    const int v = index(term);
-    if (v >= 0) ++counts[v];
-  }
-  std::fill(out, out + dims, 0.0);
-  if (counts.empty()) return false;
-  for (const auto& [v, c] : counts) {
-    const double w = tf(c) * idf[v];
-    for (int d = 0; d < dims; ++d) out[d] += w * components[std::size_t(d) * vocabulary + v];
-  }
-  double norm = 0;
-  for (int d = 0; d < dims; ++d) norm += out[d] * out[d];
-  norm = std::sqrt(norm);
-  if (!(norm > 0)) return false;
-  for (int d = 0; d < dims; ++d) out[d] /= norm;
-  return true;
+std::vector<double> read_cluster_sizes(const std::filesystem::path& clusters_h5) {
+  h5::File f = h5::open_for_read(clusters_h5, "a clustering written by the cluster phase (clusters.h5)");
+  if (!f.exists("/sizes")) throw Error(clusters_h5.string() + ": no /sizes (training documents per cluster)");
+  const auto sizes = f.read<std::uint64_t>("/sizes");
+  return std::vector<double>(sizes.begin(), sizes.end());
 }
 
-void TermSpace::distances(const double* e, double* out) const {
-  for (int j = 0; j < clusters; ++j) {
-    const double* c = centres.data() + std::size_t(j) * dims;
-    double s = 0;
-    for (int d = 0; d < dims; ++d) s += (e[d] - c[d]) * (e[d] - c[d]);
-    out[j] = std::sqrt(s);
-  }
-}
-
-PrefixEmbedder::PrefixEmbedder(const TermSpace& space) : space_(space) {
-  const std::size_t V = space.vocabulary, D = space.dims;
-  if (space.idf.size() != V || space.components.size() != V * D) {
+PrefixEmbedder::PrefixEmbedder(const cluster::Clustering& clustering) : clustering_(clustering) {
+  const std::size_t V = clustering.vocabulary.size(), D = clustering.dims;
+  if (clustering.idf.size() != V || clustering.term_vectors.size() != V * D) {
     throw Error("routing: the clustering's idf or SVD components do not match its vocabulary and dimensions");
   }
   columns_.resize(V * D);
   for (std::size_t v = 0; v < V; ++v) {
-    for (std::size_t d = 0; d < D; ++d) columns_[v * D + d] = space.idf[v] * space.components[d * V + v];
+    for (std::size_t d = 0; d < D; ++d) columns_[v * D + d] = clustering.idf[v] * clustering.term_vectors[v * D + d];
   }
   counts_.assign(V, 0);
   y_.assign(D, 0.0);
@@ -117,18 +98,26 @@ void PrefixEmbedder::reset() {
   tail_terms_.clear();
 }
 
-void PrefixEmbedder::add(int term, int delta) {
-  const int before = counts_[term];
+void PrefixEmbedder::add(std::int32_t term, int delta) {
+  // tf is the raw count: y changes by delta * idf_v * P[:, v].
   counts_[term] += delta;
   terms_ += delta;
-  const double change = space_.tf(counts_[term]) - space_.tf(before);
-  const double* col = columns_.data() + std::size_t(term) * space_.dims;
-  for (int d = 0; d < space_.dims; ++d) y_[d] += change * col[d];
+  const double* col = columns_.data() + std::size_t(term) * clustering_.dims;  // [dims]
+  for (int d = 0; d < clustering_.dims; ++d) y_[d] += delta * col[d];
+}
+
+void PrefixEmbedder::count_terms(std::string_view text, int delta, std::vector<std::int32_t>* seen) {
+  cluster::for_each_term(text, [&](std::string_view term) {
+    const std::int32_t v = clustering_.find(term);
+    if (v < 0) return;
+    add(v, delta);
+    if (seen) seen->push_back(v);
+  });
 }
 
 void PrefixEmbedder::update(const std::string& stable, const std::string& tail) {
   if (stable.size() < seen_) throw Error("routing: the prefix text shrank; reset the embedder first");
-  for (int v : tail_terms_) add(v, -1);
+  for (std::int32_t v : tail_terms_) add(v, -1);
   tail_terms_.clear();
   // The stable text up to its last whitespace is final: count its terms once.
   std::size_t cut = final_;
@@ -140,20 +129,11 @@ void PrefixEmbedder::update(const std::string& stable, const std::string& tail) 
   }
   seen_ = stable.size();
   if (cut > final_) {
-    for (const auto& term : space_.terms(std::string_view(stable).substr(final_, cut - final_))) {
-      const int v = space_.index(term);
-      if (v >= 0) add(v, +1);
-    }
+    count_terms(std::string_view(stable).substr(final_, cut - final_), +1, nullptr);
     final_ = cut;
   }
   // The partial word after it, as a from-scratch embedding of the whole text counts it.
-  for (const auto& term : space_.terms(stable.substr(final_) + tail)) {
-    const int v = space_.index(term);
-    if (v >= 0) {
-      add(v, +1);
-      tail_terms_.push_back(v);
-    }
-  }
+  count_terms(stable.substr(final_) + tail, +1, &tail_terms_);
   if (terms_ == 0) std::fill(y_.begin(), y_.end(), 0.0);  // no drift left behind
 }
 
@@ -162,20 +142,20 @@ bool PrefixEmbedder::embedding(double* out) const {
   for (double v : y_) norm += v * v;
   norm = std::sqrt(norm);
   if (terms_ == 0 || !(norm > 0)) {
-    std::fill(out, out + space_.dims, 0.0);
+    std::fill(out, out + clustering_.dims, 0.0);
     return false;
   }
-  for (int d = 0; d < space_.dims; ++d) out[d] = y_[d] / norm;
+  for (int d = 0; d < clustering_.dims; ++d) out[d] = y_[d] / norm;
   return true;
 }
 
-BlockDistances block_distances(const std::int32_t* tokens, int context, int eos, const TermSpace& space,
+BlockDistances block_distances(const std::int32_t* tokens, int context, int eos, const cluster::Clustering& clustering,
                                PrefixDecoder& decoder, PrefixEmbedder& embedder) {
-  const int k = space.clusters;
+  const int k = clustering.k;
   BlockDistances out;
-  out.distances.assign(std::size_t(context) * k, 0.0);
+  out.squared.assign(std::size_t(context) * k, 0.0);
   out.has_terms.assign(context, 0);
-  std::vector<double> e(space.dims);
+  std::vector<double> e(clustering.dims);
   decoder.reset();
   embedder.reset();
   for (int t = 0; t < context; ++t) {
@@ -188,22 +168,22 @@ BlockDistances block_distances(const std::int32_t* tokens, int context, int eos,
     embedder.update(decoder.stable(), decoder.tail());
     if (embedder.embedding(e.data())) {
       out.has_terms[t] = 1;
-      space.distances(e.data(), out.distances.data() + std::size_t(t) * k);
+      clustering.squared_distances(e.data(), out.squared.data() + std::size_t(t) * k);
     }
   }
   return out;
 }
 
-BlockRoute route_block(const BlockDistances& d, const TermSpace& space, const RouterSettings& s) {
-  const int T = static_cast<int>(d.has_terms.size()), k = space.clusters, K = s.top_k;
+BlockRoute route_block(const BlockDistances& d, int k, const std::vector<double>& sizes, const RouterSettings& s) {
+  const int T = static_cast<int>(d.has_terms.size()), K = s.top_k;
   BlockRoute r;
   r.index.resize(std::size_t(T) * K);
   r.weight.resize(std::size_t(T) * K);
   for (int t = 0; t < T; ++t) {
     std::int32_t* idx = r.index.data() + std::size_t(t) * K;
     double* w = r.weight.data() + std::size_t(t) * K;
-    if (d.has_terms[t]) routing_weights(d.distances.data() + std::size_t(t) * k, k, s, idx, w);
-    else fallback_weights(space.sizes, K, idx, w);
+    if (d.has_terms[t]) routing_weights(d.squared.data() + std::size_t(t) * k, k, s, idx, w);
+    else fallback_weights(sizes, K, idx, w);
   }
   return r;
 }

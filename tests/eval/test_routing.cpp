@@ -5,10 +5,14 @@
 #include <cctype>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "btm/cluster/clustering.hpp"
+#include "btm/cluster/terms.hpp"
 #include "btm/data/corpus.hpp"
 #include "btm/data/tokenizer.hpp"
 #include "btm/error.hpp"
@@ -150,8 +154,9 @@ TEST(RoutingWeights, MatchBruteForceForBothPowersTopKAndTemperatures) {
           if (k > 2) d[2] = d[0];  // a tie: the lower index wins
           const RouterSettings s{top_k, T, power};
           std::vector<std::int32_t> idx(top_k);
-          std::vector<double> w(top_k);
-          btm::routing_weights(d.data(), k, s, idx.data(), w.data());
+          std::vector<double> w(top_k), sq(k);
+          for (int j = 0; j < k; ++j) sq[j] = d[j] * d[j];
+          btm::routing_weights(sq.data(), k, s, idx.data(), w.data());
           std::vector<double> dense(k, 0.0);
           for (int r = 0; r < top_k; ++r) dense[idx[r]] += w[r];
           const auto expect = brute_weights(d, s);
@@ -164,7 +169,7 @@ TEST(RoutingWeights, MatchBruteForceForBothPowersTopKAndTemperatures) {
 }
 
 TEST(RoutingWeights, FourthPowerIsSharperThanSquareAndSettingsAreChecked) {
-  const std::vector<double> d = {0.5, 0.9};
+  const std::vector<double> d = {0.25, 0.81};  // squared distances 0.5², 0.9²
   std::int32_t i2[2], i4[2];
   double w2[2], w4[2];
   btm::routing_weights(d.data(), 2, {2, 0.1, 2}, i2, w2);
@@ -191,6 +196,104 @@ TEST(RoutingWeights, FallbackIsUniformOverTheLargestClusters) {
   EXPECT_EQ(idx[1], 2);
   EXPECT_DOUBLE_EQ(w[0], 0.5);
   EXPECT_DOUBLE_EQ(w[1], 0.5);
+}
+
+
+// ---- the prefix embedding ----------------------------------------------------------------
+
+// A clustering in the shape the cluster phase fits: the fixture's terms as the vocabulary
+// (every third left out), random idf, SVD components and unit-norm centroids.
+btm::cluster::Clustering word_clustering(int dims, int k) {
+  std::set<std::string> words;
+  for (const auto& t : fixture_texts()) {
+    for (const auto& w : btm::cluster::terms(t + " " + kUnicode)) words.insert(w);
+  }
+  btm::cluster::Clustering c;
+  c.k = k;
+  c.dims = dims;
+  int i = 0;
+  for (const auto& w : words) {
+    if (i++ % 3 != 0) c.vocabulary.push_back(w);
+  }
+  const std::size_t V = c.vocabulary.size();
+  for (std::size_t j = 0; j < V; ++j) c.index.emplace(c.vocabulary[j], static_cast<std::int32_t>(j));
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uni(1.0, 6.0);
+  for (std::size_t v = 0; v < V; ++v) c.idf.push_back(uni(rng));
+  for (std::size_t x = 0; x < dims * V; ++x) c.components.push_back(normal(rng));
+  c.term_vectors.resize(V * dims);
+  for (int d = 0; d < dims; ++d) {
+    for (std::size_t v = 0; v < V; ++v) c.term_vectors[v * dims + d] = c.components[d * V + v];
+  }
+  for (int j = 0; j < k; ++j) {
+    double norm = 0;
+    std::vector<double> x(dims);
+    for (auto& v : x) norm += (v = normal(rng)) * v;
+    for (auto& v : x) c.centroids.push_back(v / std::sqrt(norm));
+  }
+  return c;
+}
+
+TEST(PrefixEmbedder, IncrementalEmbeddingOfEveryDecodedPrefixMatchesFromScratch) {
+  const auto& tok = tokenizer();
+  const auto clustering = word_clustering(16, 4);
+  btm::PrefixDecoder dec(tok);
+  btm::PrefixEmbedder emb(clustering);
+  std::vector<double> inc(clustering.dims);
+  int positions = 0, with_terms = 0;
+  for (auto text : fixture_texts()) {
+    const auto ids = tok.encode(text.substr(0, 700) + " " + kUnicode);
+    dec.reset();
+    emb.reset();
+    std::vector<std::int32_t> prefix;
+    for (auto id : ids) {
+      dec.push(id);
+      prefix.push_back(id);
+      emb.update(dec.stable(), dec.tail());
+      const bool has = emb.embedding(inc.data());
+      const std::string text = tok.decode(prefix);
+      ASSERT_EQ(has, !clustering.tfidf(text).empty()) << "prefix " << prefix.size();
+      const auto ref = clustering.embed(text);
+      for (int d = 0; d < clustering.dims; ++d) ASSERT_NEAR(inc[d], ref[d], 1e-5) << "prefix " << prefix.size();
+      ++positions;
+      with_terms += has;
+    }
+  }
+  EXPECT_GT(with_terms, positions / 2);
+  EXPECT_LT(with_terms, positions);  // the first tokens of a document have no term yet
+}
+
+TEST(PrefixEmbedder, BlockDistancesRestartAtEveryEndOfDocument) {
+  const auto& tok = tokenizer();
+  const auto clustering = word_clustering(8, 3);
+  btm::PrefixDecoder dec(tok);
+  btm::PrefixEmbedder emb(clustering);
+  const auto a = tok.encode("In the beginning God created the heaven and the earth.");
+  const auto b = tok.encode("func main() { fmt.Println(value) }");
+  std::vector<std::int32_t> block = a;
+  block.push_back(btm::kEosId);
+  block.insert(block.end(), b.begin(), b.end());
+  const int T = static_cast<int>(block.size()) - 1;
+  const auto d = btm::block_distances(block.data(), T, btm::kEosId, clustering, dec, emb);
+  int restarts = 0;
+  for (int t = 0; t < T; ++t) {
+    // The prefix of target t: tokens since the last EOS at or before t, up to t.
+    std::vector<std::int32_t> prefix;
+    for (int s = 0; s <= t; ++s) {
+      if (block[s] == btm::kEosId) prefix.clear();
+      else prefix.push_back(block[s]);
+    }
+    restarts += block[t] == btm::kEosId;
+    const std::string text = tok.decode(prefix);
+    const bool has = !clustering.tfidf(text).empty();
+    ASSERT_EQ(bool(d.has_terms[t]), has) << "target " << t;
+    if (!has) continue;
+    const auto ref = clustering.squared_distances(clustering.embed(text));
+    for (int j = 0; j < clustering.k; ++j) EXPECT_NEAR(d.squared[std::size_t(t) * clustering.k + j], ref[j], 1e-9);
+  }
+  EXPECT_EQ(restarts, 1);
+  EXPECT_FALSE(d.has_terms[a.size()]) << "the target after EOS starts a new, empty prefix";
 }
 
 }  // namespace

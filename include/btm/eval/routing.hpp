@@ -20,8 +20,9 @@
 // weights over the top_k clusters with the most training documents (ties to the lower
 // index). With top_k = k that is the uniform mixture.
 //
-// Incremental embedding: the embedding is y / ||y|| with y = Σ_v tf(c_v) idf_v P[:, v] over
-// the prefix's terms v with counts c_v (P: the SVD components [dims, V]); the tf-idf
+// Incremental embedding: the embedding is y / ||y|| with y = Σ_v c_v idf_v P[:, v] over
+// the prefix's terms v (btm/cluster/terms.hpp) with counts c_v (P: the SVD components
+// [dims, V]); the tf-idf
 // vectoriser's own L2 normalisation before the projection is a positive scale, undone by the
 // final normalisation. The embedder keeps the counts and y; every token changes O(1) terms
 // (a word completed or extended), each an O(dims) update. Terms never span a whitespace
@@ -30,11 +31,13 @@
 // spells so far) is re-counted on every token: its old terms are taken out of y, its new
 // terms put in. y is accumulated in double precision.
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "btm/cluster/clustering.hpp"
 #include "btm/data/tokenizer.hpp"
 #include "btm/eval/prefix_decoder.hpp"
 
@@ -53,8 +56,9 @@ struct RouterSettings {
 void check_router_settings(const RouterSettings& s, int clusters, const std::string& where);
 
 // The top_k clusters (ascending distance, ties to the lower index) and their weights.
-// distances: [k]; index, weight: [top_k].
-void routing_weights(const double* distances, int k, const RouterSettings& s, std::int32_t* index, double* weight);
+// squared_distances: [k] (d², as Clustering::squared_distances gives them); index, weight: [top_k].
+void routing_weights(const double* squared_distances, int k, const RouterSettings& s, std::int32_t* index,
+                     double* weight);
 
 // Uniform weights over the top_k clusters with the largest `sizes` (ties to the lower
 // index), in that order. sizes: [k]; index, weight: [top_k].
@@ -62,29 +66,15 @@ void fallback_weights(const std::vector<double>& sizes, int top_k, std::int32_t*
 
 // ---- the prefix embedding -----------------------------------------------------------------
 
-// What the embedder needs from a fitted tf-idf + SVD clustering (btm/cluster): the word
-// tokenisation, the vocabulary, idf, the SVD components and the centres.
-struct TermSpace {
-  std::function<std::vector<std::string>(std::string_view)> terms;  // text -> terms, in order
-  std::function<int(const std::string&)> index;                       // term -> [0, V), or -1
-  std::function<double(double)> tf = [](double count) { return count; };  // term frequency weight
-  std::vector<double> idf;         // [V]
-  std::vector<double> components;  // [dims, V] row-major
-  std::vector<double> centres;     // [k, dims] row-major
-  std::vector<double> sizes;       // [k] training documents per cluster (for the fallback)
-  int dims = 0, vocabulary = 0, clusters = 0;
+// The training documents per cluster (clusters.h5 /sizes), which rank the clusters for the
+// fallback weights; throws naming the file.
+std::vector<double> read_cluster_sizes(const std::filesystem::path& clusters_h5);
 
-  // From scratch, as clustering does: y = Σ_v tf(c_v) idf_v P[:, v], L2-normalised.
-  // Returns false (and zeros) when the text has no vocabulary term.
-  bool embed(std::string_view text, double* out /*[dims]*/) const;
-  // Euclidean distances of an embedding to every centre. e: [dims], out: [k].
-  void distances(const double* e, double* out) const;
-};
-
-// The embedding of a growing text, updated incrementally (see above).
+// The embedding of a growing text, updated incrementally (see above); equal to
+// Clustering::embed of the whole text.
 class PrefixEmbedder {
  public:
-  explicit PrefixEmbedder(const TermSpace& space);
+  explicit PrefixEmbedder(const cluster::Clustering& clustering);
 
   void reset();
   // The text is now stable + tail, where `stable` extends the previous call's stable text
@@ -94,29 +84,30 @@ class PrefixEmbedder {
   bool embedding(double* out /*[dims]*/) const;
 
  private:
-  void add(int term, int delta);
+  void count_terms(std::string_view text, int delta, std::vector<std::int32_t>* seen);
+  void add(std::int32_t term, int delta);
 
-  const TermSpace& space_;
+  const cluster::Clustering& clustering_;
   std::vector<double> columns_;  // [V, dims]: idf_v * P[:, v], contiguous per term
   std::vector<int> counts_;      // [V]
   std::vector<double> y_;        // [dims]
-  int terms_ = 0;                // vocabulary terms counted (with multiplicity)
+  long long terms_ = 0;          // vocabulary terms counted (with multiplicity)
   std::size_t final_ = 0;        // stable text up to here (after a whitespace) is counted for good
   std::size_t seen_ = 0;         // stable text scanned so far
-  std::vector<int> tail_terms_;  // terms counted from the text after final_, retracted next update
+  std::vector<std::int32_t> tail_terms_;  // counted from the text after final_, retracted next update
 };
 
 // ---- one block ----------------------------------------------------------------------------
 
-// Routing of a block's targets: the prefix distances of each target, or none.
+// The squared distances of the prefix of each of a block's targets, where it has terms.
 struct BlockDistances {
-  std::vector<double> distances;  // [T, k]
-  std::vector<char> has_terms;    // [T]
+  std::vector<double> squared;  // [T, k]
+  std::vector<char> has_terms;  // [T]
 };
 
 // tokens: the block's context+1 tokens; target t = tokens[t+1], its prefix ends at tokens[t].
 // Every prefix is embedded incrementally. eos: the id that ends a document.
-BlockDistances block_distances(const std::int32_t* tokens, int context, int eos, const TermSpace& space,
+BlockDistances block_distances(const std::int32_t* tokens, int context, int eos, const cluster::Clustering& clustering,
                                PrefixDecoder& decoder, PrefixEmbedder& embedder);
 
 // Per target, the top_k clusters and weights: index, weight [T, top_k].
@@ -124,7 +115,8 @@ struct BlockRoute {
   std::vector<std::int32_t> index;
   std::vector<double> weight;
 };
-BlockRoute route_block(const BlockDistances& d, const TermSpace& space, const RouterSettings& s);
+// sizes: [k] (read_cluster_sizes), for targets whose prefix has no term.
+BlockRoute route_block(const BlockDistances& d, int k, const std::vector<double>& sizes, const RouterSettings& s);
 
 // Clusters with a positive weight at some target, ascending.
 std::vector<int> experts_of_route(const BlockRoute& r, int tokens, int top_k);
