@@ -111,7 +111,10 @@ struct EnsembleConfig {
   std::string name;
   std::string prior = "cached";     // uniform | cached
   std::string posterior = "exact";  // exact | previous_token
-  int top_k = 0;                    // 0: all experts
+  int top_k = 0;                    // 0: all experts (router cluster: all clusters)
+  std::string router = "posterior";  // posterior (BTM) | cluster (C-BTM: distance to the cluster centres)
+  double temperature = 0.1;         // router cluster: weights ∝ exp(-d^p / T)
+  int distance_power = 2;           // router cluster: p = 2 (paper) | 4 (released code)
 
   bool operator==(const EnsembleConfig&) const = default;
 };

@@ -201,7 +201,10 @@ std::vector<Field> ensemble_fields(EnsembleConfig& c) {
   return {required(name("name", c.name)),
           text("prior", c.prior, {"uniform", "cached"}),
           text("posterior", c.posterior, {"exact", "previous_token"}),
-          integer("top_k", c.top_k, 0, 4096)};
+          integer("top_k", c.top_k, 0, 4096),
+          text("router", c.router, {"posterior", "cluster"}),
+          real("temperature", c.temperature, 0, 1e6, true, false),
+          integer("distance_power", c.distance_power, 2, 4)};
 }
 
 std::string toml_quote(std::string_view s) {
