@@ -14,8 +14,8 @@
 namespace btm {
 
 // All phases, in pipeline order.
-inline const std::vector<std::string> kAllPhases = {"prepare", "seed",    "experts", "baseline",
-                                                    "average", "eval"};
+inline const std::vector<std::string> kAllPhases = {"prepare",  "cluster", "seed", "experts",
+                                                    "baseline", "average", "eval"};
 
 struct RunConfig {
   std::string name = "btm";
@@ -41,6 +41,23 @@ struct DataConfig {
   double max_mb_per_domain = 0.0;    // 0: no cap; else keep the first N MB of each domain split
 
   bool operator==(const DataConfig&) const = default;
+};
+
+// C-BTM clustering (the [cluster] section): the training domains' documents are clustered
+// by balanced k-means over tf-idf -> SVD embeddings, and the k clusters become the
+// training domains ("cluster-0" ... "cluster-<k-1>"). Without the section nothing changes.
+struct ClusterConfig {
+  bool given = false;   // the deck has a [cluster] section (set by the reader, not a key)
+  bool enabled = true;  // false: keep the section but train on the corpus domains
+  int k = 8;
+  std::string method = "balanced";  // balanced | unbalanced | random
+  int svd_dims = 100;
+  std::uint64_t sample_docs = 0;  // documents the vectorizer and centroids are fitted on; 0: all
+  int iterations = 50;            // most k-means iterations
+  double temperature = 0.1;       // routing softmax temperature at eval
+  std::uint64_t seed = 1234;
+
+  bool operator==(const ClusterConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -135,6 +152,7 @@ struct Deck {
   std::filesystem::path source;  // the deck file ("" for decks built in code)
   RunConfig run;
   DataConfig data;
+  ClusterConfig cluster;
   ModelConfig model;
   TrainConfig train;
   SeedConfig seed;
@@ -145,6 +163,16 @@ struct Deck {
 
   // Derived paths inside run.out_dir.
   std::filesystem::path data_file() const { return run.out_dir / "data.h5"; }
+  // The clustering (cluster phase) and the clusters' tokens in data.h5's layout.
+  std::filesystem::path clusters_file() const { return run.out_dir / "clusters.h5"; }
+  std::filesystem::path clustered_file() const { return run.out_dir / "clustered.h5"; }
+  bool clustering() const { return cluster.given && cluster.enabled; }
+  // The data file seed, experts, baseline, average and eval read: clustered.h5 when
+  // clustering, else data.h5. Its training domains are the clusters, its held-out domains
+  // data.h5's.
+  std::filesystem::path train_data_file() const { return clustering() ? clustered_file() : data_file(); }
+  // "cluster-0" ... "cluster-<k-1>" when clustering, else empty.
+  std::vector<std::string> cluster_domains() const;
   std::filesystem::path seed_file() const { return run.out_dir / "seed.h5"; }
   std::filesystem::path expert_file(const std::string& name) const {
     return run.out_dir / "experts" / (name + ".h5");
@@ -156,8 +184,9 @@ struct Deck {
   std::filesystem::path forest_file() const { return run.out_dir / "forest.h5"; }
   std::filesystem::path eval_file() const { return run.out_dir / "eval.h5"; }
 
-  // Experts in training order: experts.domains, else data.train_domains. Empty when both are
-  // (one expert per corpus domain, known only once the corpus is read).
+  // Experts in training order: experts.domains, else the clusters when clustering, else
+  // data.train_domains. Empty when all are (one expert per corpus domain, known only once
+  // the corpus is read).
   std::vector<std::string> expert_domains() const;
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "btm/cluster/fit.hpp"
 #include "btm/cluster/terms.hpp"
 #include "btm/error.hpp"
 #include "btm/h5.hpp"
@@ -35,13 +36,18 @@ Clustering Clustering::load(const std::filesystem::path& clusters_h5) {
   }
   c.dims = static_cast<int>(comp_shape[0]);
   c.k = static_cast<int>(cent_shape[0]);
-  c.index.reserve(V);
-  for (std::size_t j = 0; j < V; ++j) c.index.emplace(c.vocabulary[j], static_cast<std::int32_t>(j));
+  c.index_vocabulary();
   c.term_vectors.resize(V * c.dims);
   for (int d = 0; d < c.dims; ++d) {
     for (std::size_t j = 0; j < V; ++j) c.term_vectors[j * c.dims + d] = c.components[d * V + j];
   }
   return c;
+}
+
+void Clustering::index_vocabulary() {
+  index.clear();
+  index.reserve(vocabulary.size());
+  for (std::size_t j = 0; j < vocabulary.size(); ++j) index.emplace(vocabulary[j], static_cast<std::int32_t>(j));
 }
 
 std::int32_t Clustering::find(std::string_view term) const {
@@ -55,15 +61,7 @@ SparseVector Clustering::tfidf(std::string_view text) const {
     const std::int32_t j = find(t);
     if (j >= 0) counts[j] += 1.0;
   });
-  SparseVector x(counts.begin(), counts.end());
-  double norm = 0;
-  for (auto& [j, v] : x) {
-    v *= idf[j];
-    norm += v * v;
-  }
-  norm = std::sqrt(norm);
-  for (auto& [j, v] : x) v /= norm;
-  return x;
+  return tfidf_vector({counts.begin(), counts.end()}, idf);
 }
 
 void Clustering::project(const SparseVector& x, double* out) const {
@@ -86,9 +84,9 @@ std::vector<double> Clustering::embed(std::string_view text) const {
   return z;
 }
 
-void Clustering::squared_distances(const double* embedding, double* out) const {
+void squared_distances(const double* embedding, const double* centroids, int k, int dims, double* out) {
   for (int i = 0; i < k; ++i) {
-    const double* c = centroids.data() + static_cast<std::size_t>(i) * dims;  // [dims]
+    const double* c = centroids + static_cast<std::size_t>(i) * dims;  // [dims]
     double s = 0;
     for (int d = 0; d < dims; ++d) {
       const double diff = embedding[d] - c[d];
@@ -96,6 +94,10 @@ void Clustering::squared_distances(const double* embedding, double* out) const {
     }
     out[i] = s;
   }
+}
+
+void Clustering::squared_distances(const double* embedding, double* out) const {
+  cluster::squared_distances(embedding, centroids.data(), k, dims, out);
 }
 
 std::vector<double> Clustering::squared_distances(const std::vector<double>& embedding) const {

@@ -52,9 +52,24 @@ void check_model(const Deck& d, const Places& p) {
   }
 }
 
+// With clustering the experts' domains are the clusters.
+void check_cluster_experts(const Deck& d, const Places& p) {
+  const auto clusters = d.cluster_domains();
+  for (std::size_t i = 0; i < d.experts.domains.size(); ++i) {
+    const auto& domain = d.experts.domains[i];
+    if (!contains(clusters, domain)) {
+      p.fail(item("experts.domains", i),
+             "\"" + domain + "\" is not a cluster (with [cluster], the experts' domains are the clusters)",
+             "names cluster-0 ... cluster-" + std::to_string(d.cluster.k - 1) + " (cluster.k = " +
+                 std::to_string(d.cluster.k) + ")");
+    }
+  }
+}
+
 void check_experts(const Deck& d, const Places& p) {
   const auto& train = d.data.train_domains;
-  for (std::size_t i = 0; i < d.experts.domains.size(); ++i) {
+  if (d.clustering()) check_cluster_experts(d, p);
+  for (std::size_t i = 0; i < d.experts.domains.size() && !d.clustering(); ++i) {
     const auto& domain = d.experts.domains[i];
     if (contains(d.data.heldout_domains, domain)) {
       p.fail(item("experts.domains", i), "\"" + domain + "\" is a held-out domain (data.heldout_domains)",

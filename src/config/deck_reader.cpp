@@ -226,6 +226,8 @@ Deck read(const toml::table& root, Places& places) {
   check_sections(root, places);
   r.section(root, "run", run_fields(deck.run));
   r.section(root, "data", data_fields(deck.data));
+  r.section(root, "cluster", cluster_fields(deck.cluster));
+  deck.cluster.given = root.contains("cluster");
   r.section(root, "model", model_fields(deck.model));
   r.section(root, "train", train_fields(deck.train));
   // Each training phase starts from [train]; its own [<phase>.train] overrides some keys.
@@ -280,7 +282,15 @@ Deck load_deck(const std::filesystem::path& path, const std::vector<std::string>
 }
 
 std::vector<std::string> Deck::expert_domains() const {
-  return experts.domains.empty() ? data.train_domains : experts.domains;
+  if (!experts.domains.empty()) return experts.domains;
+  return clustering() ? cluster_domains() : data.train_domains;
+}
+
+std::vector<std::string> Deck::cluster_domains() const {
+  std::vector<std::string> out;
+  if (!clustering()) return out;
+  for (int i = 0; i < cluster.k; ++i) out.push_back("cluster-" + std::to_string(i));
+  return out;
 }
 
 }  // namespace btm

@@ -51,6 +51,7 @@ std::string to_toml(const Deck& resolved) {
   out << "# btm deck, resolved: every key, defaults filled in\n";
   table(out, "run", deck::run_fields(d.run));
   table(out, "data", deck::data_fields(d.data));
+  if (d.cluster.given) table(out, "cluster", deck::cluster_fields(d.cluster));
   table(out, "model", deck::model_fields(d.model));
   table(out, "train", deck::train_fields(d.train));
   table(out, "seed", deck::seed_fields(d.seed));

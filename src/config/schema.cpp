@@ -131,6 +131,17 @@ std::vector<Field> data_fields(DataConfig& c) {
           real("max_mb_per_domain", c.max_mb_per_domain, 0, kInf, false, false)};
 }
 
+std::vector<Field> cluster_fields(ClusterConfig& c) {
+  return {flag("enabled", c.enabled),
+          integer("k", c.k, 1, 65536),
+          text("method", c.method, {"balanced", "unbalanced", "random"}),
+          integer("svd_dims", c.svd_dims, 1, 100000),
+          count("sample_docs", c.sample_docs, 0),
+          integer("iterations", c.iterations, 1, 100000),
+          real("temperature", c.temperature, 0, kInf, true, false),
+          count("seed", c.seed, 0, kInf)};
+}
+
 std::vector<Field> model_fields(ModelConfig& c) {
   return {integer("hidden_size", c.hidden_size, 1, 65536),
           integer("intermediate_size", c.intermediate_size, 1, 1048576, true),

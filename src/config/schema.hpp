@@ -48,11 +48,12 @@ bool is_name(std::string_view s);
 inline const char* kNameRule = "a string of letters, digits, '.', '_', '-', '+' (not starting with '.')";
 
 // The deck's top-level tables, in file order.
-inline const std::vector<std::string> kSections = {"run",     "data",     "model",   "train", "seed",
-                                                   "experts", "baseline", "average", "eval"};
+inline const std::vector<std::string> kSections = {"run",   "data",    "cluster",  "model",   "train",
+                                                   "seed",  "experts", "baseline", "average", "eval"};
 
 std::vector<Field> run_fields(RunConfig& c);
 std::vector<Field> data_fields(DataConfig& c);
+std::vector<Field> cluster_fields(ClusterConfig& c);
 std::vector<Field> model_fields(ModelConfig& c);
 std::vector<Field> train_fields(TrainConfig& c);
 std::vector<Field> seed_fields(SeedConfig& c);          // without the [seed.train] sub-table

@@ -95,7 +95,7 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
 void run_eval(const Deck& deck, const Comm& world, SingleExperts single_experts) {
   const auto t0 = std::chrono::steady_clock::now();
   validate_ensembles(deck.eval.ensembles);  // before anything else: a deck error is a deck error
-  Dataset data(deck.data_file());
+  Dataset data(deck.train_data_file());
   const EvalPlan plan = eval_plan_from_deck(deck, data, single_experts);
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
   ModelPool pool(*backend, data.vocab_size(), plan.context);

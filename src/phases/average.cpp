@@ -63,7 +63,7 @@ void run_average(const Deck& deck, const Comm& world) {
   if (deck.average.posterior) {
     // Posteriors need every expert's forward pass: computed over all ranks, domain by domain;
     // the average of domain i is then written by rank i % P.
-    Dataset data(deck.data_file());
+    Dataset data(deck.train_data_file());
     auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
     const std::vector<std::string> domains = eval_domains_of(deck, data);
     for (std::size_t i = 0; i < domains.size(); ++i) {

@@ -6,7 +6,7 @@
 namespace btm {
 
 PhaseStatus run_seed(const Deck& deck, const Comm& world) {
-  Dataset data(deck.data_file());
+  Dataset data(deck.train_data_file());
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
   TrainJob job;
   job.phase = "seed";

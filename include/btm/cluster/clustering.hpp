@@ -48,6 +48,9 @@ struct Clustering {
   // Reads clusters.h5; throws naming the file when it is missing or not a clustering.
   static Clustering load(const std::filesystem::path& clusters_h5);
 
+  // Fills `index` from `vocabulary` (load() does; for clusterings built in memory).
+  void index_vocabulary();
+
   std::int64_t vocabulary_size() const { return static_cast<std::int64_t>(vocabulary.size()); }
   // The vocabulary position of `term`, or -1.
   std::int32_t find(std::string_view term) const;
@@ -63,6 +66,10 @@ struct Clustering {
   // The nearest centroid (lowest index on ties).
   int nearest(const std::vector<double>& embedding) const;
 };
+
+// out[k] = |embedding - centroid_i|^2 for centroids[k, dims], embedding[dims]: the one
+// distance formula of fitting, assignment and routing.
+void squared_distances(const double* embedding, const double* centroids, int k, int dims, double* out);
 
 // Name of cluster i's training domain: "cluster-<i>".
 std::string cluster_domain(int i);
