@@ -55,6 +55,7 @@ struct ClusterConfig {
   std::uint64_t sample_docs = 0;  // documents the vectorizer and centroids are fitted on; 0: all
   int iterations = 50;            // most k-means iterations
   double temperature = 0.1;       // routing softmax temperature at eval
+  int top_k = 1;                  // clusters mixed per token at eval (router = "cluster" default)
   std::uint64_t seed = 1234;
 
   bool operator==(const ClusterConfig&) const = default;
@@ -128,9 +129,9 @@ struct EnsembleConfig {
   std::string name;
   std::string prior = "cached";     // uniform | cached
   std::string posterior = "exact";  // exact | previous_token
-  int top_k = 0;                    // 0: all experts (router cluster: all clusters)
+  int top_k = 0;                    // 0: all experts (router cluster: all clusters; default cluster.top_k)
   std::string router = "posterior";  // posterior (BTM) | cluster (C-BTM: distance to the cluster centres)
-  double temperature = 0.1;         // router cluster: weights ∝ exp(-d^p / T)
+  double temperature = 0.1;         // router cluster: weights ∝ exp(-d^p / T) (default cluster.temperature)
   int distance_power = 2;           // router cluster: p = 2 (paper) | 4 (released code)
 
   bool operator==(const EnsembleConfig&) const = default;

@@ -127,6 +127,10 @@ void check_averages(const Deck& d, const Places& p) {
 }
 
 void check_ensembles(const Deck& d, const Places& p) {
+  if (d.cluster.given && d.cluster.top_k > d.cluster.k) {
+    p.fail("cluster.top_k", "found " + std::to_string(d.cluster.top_k) + " but cluster.k = " + std::to_string(d.cluster.k),
+           "at most cluster.k");
+  }
   const auto experts = d.expert_domains();
   std::set<std::string> names;
   for (std::size_t i = 0; i < d.eval.ensembles.size(); ++i) {
@@ -141,6 +145,21 @@ void check_ensembles(const Deck& d, const Places& p) {
         p.fail(path + ".name", "\"" + e.name + "\" is also a weighted average (average.weighted)",
                "ensemble names distinct from the averages");
       }
+    }
+    if (e.router == "cluster") {
+      if (!d.clustering()) {
+        p.fail(path + ".router", "\"cluster\" but the deck has no clustering (no [cluster] section, or cluster.enabled = false)",
+               "\"posterior\", or a [cluster] section");
+      }
+      if (e.top_k > d.cluster.k) {
+        p.fail(path + ".top_k", "found " + std::to_string(e.top_k) + " but there are only " + std::to_string(d.cluster.k) +
+                                    " clusters (cluster.k)",
+               "0 (all clusters) or at most cluster.k");
+      }
+      if (e.distance_power != 2 && e.distance_power != 4) {
+        p.fail(path + ".distance_power", "found " + std::to_string(e.distance_power), "2 (exp(-d²/T)) or 4 (exp(-d⁴/T))");
+      }
+      continue;
     }
     if (!experts.empty() && e.top_k > static_cast<int>(experts.size())) {
       p.fail(path + ".top_k", "found " + std::to_string(e.top_k) + " but there are only " +

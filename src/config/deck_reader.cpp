@@ -220,6 +220,20 @@ void check_sections(const toml::table& root, Places& places) {
   }
 }
 
+// Ensembles with router = "cluster" take top_k and temperature from [cluster] unless they
+// give them.
+void resolve_router_defaults(const toml::table& root, Deck& deck) {
+  const toml::node* node = lookup(root, "eval.ensembles");
+  const toml::array* items = node ? node->as_array() : nullptr;
+  for (std::size_t i = 0; items && i < items->size() && i < deck.eval.ensembles.size(); ++i) {
+    const toml::table* t = items->get(i)->as_table();
+    EnsembleConfig& e = deck.eval.ensembles[i];
+    if (!t || e.router != "cluster") continue;
+    if (!t->contains("top_k")) e.top_k = deck.cluster.top_k;
+    if (!t->contains("temperature")) e.temperature = deck.cluster.temperature;
+  }
+}
+
 Deck read(const toml::table& root, Places& places) {
   Deck deck;
   Reader r(places);
@@ -242,6 +256,7 @@ Deck read(const toml::table& root, Places& places) {
   r.array_of_tables(root, "average.weighted", deck.average.weighted, &weighted_fields);
   r.section(root, "eval", eval_fields(deck.eval), {"ensembles"});
   r.array_of_tables(root, "eval.ensembles", deck.eval.ensembles, &ensemble_fields);
+  resolve_router_defaults(root, deck);
   return deck;
 }
 

@@ -114,12 +114,14 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, Backend& backend
 // eval.h5 (DESIGN, Files), written atomically by the caller's rank: /results parallel
 // datasets method, domain, split (strings), tokens (uint64), nll, perplexity (float64), with
 // the settings as attributes of /results; /priors/experts (strings) and
-// /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior.
+// /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior;
+// /routing/<ensemble>/{domain, blocks, expert_blocks, skipped_expert_blocks} (parallel
+// datasets; attrs top_k, temperature, distance_power, clusters_file) for routed ensembles.
 void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, const EvalResults& results,
                      const std::string& deck_toml);
 
-// The perplexity table: rows = domains (train, then held-out), `in-domain mean` and
-// `held-out mean` (arithmetic means of the per-domain perplexities; "-" when a method lacks
+// The perplexity table: rows = domains (train, held-out, clusters), `in-domain mean`,
+// `held-out mean` and `cluster mean` (arithmetic means of the per-domain perplexities; "-" when a method lacks
 // a domain of the group); columns = methods.
 std::string format_table(const EvalPlan& plan, const EvalResults& results);
 
