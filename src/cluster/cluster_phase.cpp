@@ -354,8 +354,12 @@ void run_cluster(const Deck& deck, const Comm& world) {
   world.broadcast(done);
   if (done == "1") {
     on_root(world, [&] {  // the temperature is read at eval only: keep the file, update it
-      h5::File f(deck.clusters_file(), h5::File::Mode::read_write);
-      if (f.attr<double>("/", "temperature") != cfg.temperature) f.set_attr<double>("/", "temperature", cfg.temperature);
+      const double stored = h5::File(deck.clusters_file(), h5::File::Mode::read).attr<double>("/", "temperature");
+      if (stored != cfg.temperature) {
+        h5::File(deck.clusters_file(), h5::File::Mode::read_write).set_attr<double>("/", "temperature", cfg.temperature);
+        log_root("cluster: temperature " + fixed(stored, 6) + " -> " + fixed(cfg.temperature, 6) + " in " +
+                 deck.clusters_file().string());
+      }
     });
     log_root("cluster: skipped, " + deck.clusters_file().string() + " is up to date (same cluster settings and data)");
     return;

@@ -300,6 +300,7 @@ void print_plan(const Deck& deck, int world_size, std::ostream& out) {
   std::vector<std::string> phases;
   for (const auto& p : kAllPhases) {
     if (!has(deck.run.phases, p)) continue;
+    if (p == "cluster" && !deck.clustering()) continue;  // nothing to do without [cluster]
     phases.push_back(p == "baseline" && !deck.baseline.enabled ? "baseline (disabled: baseline.enabled = false)" : p);
   }
   out << "\nPhases\n  " << (phases.empty() ? "none" : join(phases, " -> ")) << "\n";

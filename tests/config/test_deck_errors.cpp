@@ -45,8 +45,8 @@ TEST(DeckErrors, UnknownKeyWithNothingCloseListsTheValidKeys) {
 
 TEST(DeckErrors, UnknownSectionListsTheSections) {
   auto msg = deck_error(kGoodDeck + "[optimizer]\nlr = 0.1\n");
-  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine, 2) + "optimizer: unknown section; expected one of: run, data, model, train, seed, experts, "
-                            "baseline, average, eval"));
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine, 2) + "optimizer: unknown section; expected one of: run, data, cluster, model, train, seed, "
+                            "experts, baseline, average, eval"));
 }
 
 TEST(DeckErrors, MisspelledSectionSuggestsTheSection) {
@@ -217,7 +217,7 @@ TEST(DeckErrors, VocabularyOutOfRange) {
 TEST(DeckErrors, UnknownPhase) {
   auto msg = deck_error("[run]\nphases = [\"prepare\", \"experst\"]\n" + kGoodDeck.substr(kGoodDeck.find("[data]")));
   EXPECT_TRUE(contains(msg, "bad.toml:2:22: run.phases[1]: found \"experst\" (did you mean 'experts'?); expected one "
-                            "of: prepare, seed, experts, baseline, average, eval"));
+                            "of: prepare, cluster, seed, experts, baseline, average, eval"));
 }
 
 TEST(DeckErrors, DuplicatePhase) {
