@@ -267,9 +267,14 @@ void print_eval(const Deck& deck, std::ostream& out) {
     }
     out << "  ensembles (cached prior: EMA rate " << number(deck.eval.prior_alpha) << " over "
         << deck.eval.prior_sequences << " valid sequences):\n";
-    TextTable t({"name", "prior", "posterior", "top_k"}, "lllr");
+    TextTable t({"name", "router", "prior / weights", "posterior", "top_k"}, "llllr");
     for (const auto& e : deck.eval.ensembles) {
-      t.add({e.name, e.prior, e.posterior, e.top_k == 0 ? "all" : std::to_string(e.top_k)});
+      const std::string top_k = e.top_k == 0 ? "all" : std::to_string(e.top_k);
+      if (e.router == "cluster") {
+        t.add({e.name, "cluster", "exp(-d^" + std::to_string(e.distance_power) + "/" + number(e.temperature) + ")", "-", top_k});
+      } else {
+        t.add({e.name, "posterior", e.prior, e.posterior, top_k});
+      }
     }
     t.print(out, "    ");
   }
