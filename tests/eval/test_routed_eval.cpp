@@ -25,7 +25,7 @@
 #include "btm/model/llama.hpp"
 #include "btm/model/model_file.hpp"
 #include "btm/phases.hpp"
-#include "data/data_helpers.hpp"
+#include "phases/tiny_deck.hpp"
 #include "support/error_of.hpp"
 #include "support/test_paths.hpp"
 
@@ -39,83 +39,9 @@ using btm::EvalResults;
 
 constexpr int kContext = 16;
 constexpr int kClusters = 3;
-constexpr int kDims = 6;
-// Cluster j's domain in clustered.h5 holds the tokens of this data.h5 domain.
-const std::vector<std::string> kSource = {"scripture", "code-go", "dictionary"};
 
 EnsembleConfig routed(const std::string& name, int top_k, double temperature, int power) {
   return {name, "cached", "exact", top_k, "cluster", temperature, power};
-}
-
-// A clustering whose centroids are the embeddings of the three source domains' valid text:
-// routing then prefers the matching expert, as a fitted clustering would.
-btm::cluster::Clustering make_clustering(const btm::Dataset& data, const btm::Tokenizer& tok) {
-  std::vector<std::string> texts;
-  for (const auto& d : kSource) {
-    const auto n = data.num_tokens(d, "valid");
-    std::vector<std::int32_t> ids(std::min<std::uint64_t>(n, 4000));
-    data.read_block(d, "valid", 0, static_cast<int>(ids.size()) - 1, ids.data());
-    texts.push_back(tok.decode(ids));
-  }
-  std::set<std::string> words;
-  for (const auto& t : texts) {
-    for (const auto& w : btm::cluster::terms(t)) words.insert(w);
-  }
-  btm::cluster::Clustering c;
-  c.k = kClusters;
-  c.dims = kDims;
-  c.method = "balanced";
-  int i = 0;
-  for (const auto& w : words) {
-    if (i++ % 4 != 3) c.vocabulary.push_back(w);
-  }
-  const std::size_t V = c.vocabulary.size();
-  for (std::size_t j = 0; j < V; ++j) c.index.emplace(c.vocabulary[j], static_cast<std::int32_t>(j));
-  std::mt19937 rng(5);
-  std::normal_distribution<double> normal;
-  std::uniform_real_distribution<double> uni(1.0, 5.0);
-  for (std::size_t v = 0; v < V; ++v) c.idf.push_back(uni(rng));
-  for (std::size_t x = 0; x < kDims * V; ++x) c.components.push_back(normal(rng));
-  c.term_vectors.resize(V * kDims);
-  for (int d = 0; d < kDims; ++d) {
-    for (std::size_t v = 0; v < V; ++v) c.term_vectors[v * kDims + d] = c.components[d * V + v];
-  }
-  for (const auto& t : texts) {
-    const auto e = c.embed(t);
-    c.centroids.insert(c.centroids.end(), e.begin(), e.end());
-  }
-  return c;
-}
-
-void write_clusters_file(const std::filesystem::path& path, const btm::cluster::Clustering& c,
-                         const std::vector<std::uint64_t>& sizes) {
-  btm::h5::File f(path, btm::h5::File::Mode::create);
-  f.write_strings("/vectorizer/vocabulary", c.vocabulary);
-  f.write<double>("/vectorizer/idf", c.idf);
-  f.write<double>("/svd/components", c.components, {hsize_t(c.dims), hsize_t(c.vocabulary.size())});
-  f.write<double>("/centroids", c.centroids, {hsize_t(c.k), hsize_t(c.dims)});
-  f.write<std::uint64_t>("/sizes", sizes);
-  f.set_attr("/", "method", c.method);
-  f.set_attr<double>("/", "temperature", 0.1);
-}
-
-// clustered.h5: data.h5's tokenizer, and cluster-j = the valid and test splits of kSource[j].
-void write_clustered_file(const std::filesystem::path& path, const btm::Dataset& data) {
-  btm::h5::File in(data.path(), btm::h5::File::Mode::read);
-  btm::h5::File f(path, btm::h5::File::Mode::create);
-  const std::string model = data.tokenizer_model();
-  f.write<std::uint8_t>("/tokenizer/model", std::vector<std::uint8_t>(model.begin(), model.end()));
-  f.set_attr<std::int64_t>("/tokenizer/model", "vocab_size", data.vocab_size());
-  f.set_attr<std::int64_t>("/tokenizer/model", "bos_id", data.bos_id());
-  f.set_attr<std::int64_t>("/tokenizer/model", "eos_id", data.eos_id());
-  for (int j = 0; j < kClusters; ++j) {
-    for (const std::string split : {"valid", "test"}) {
-      const std::string from = "/domains/" + kSource[j] + "/" + split, to = "/domains/cluster-" + std::to_string(j) + "/" + split;
-      f.write<std::uint16_t>(to + "/tokens", in.read<std::uint16_t>(from + "/tokens"));
-      f.write<std::uint64_t>(to + "/doc_offsets", in.read<std::uint64_t>(from + "/doc_offsets"));
-      f.write_strings(to + "/doc_ids", in.read_strings(from + "/doc_ids"));
-    }
-  }
 }
 
 btm::ModelFile random_expert(int j, int vocab) {
@@ -143,26 +69,31 @@ struct Fixture {
   EvalPlan plan;  // experts cluster-0..2, the metadata domains and the clusters; no ensembles
 };
 
-// Collective: rank 0 prepares data.h5 from the split_jsonl fixture and writes the rest.
+// inputs/tiny.toml on the split_jsonl fixture with 3 clusters: prepare and the cluster phase
+// write data.h5, clusters.h5 and clustered.h5 (collective); rank 0 writes random experts
+// cluster-0..2.
+btm::Deck cluster_deck(const std::filesystem::path& dir, std::vector<std::string> extra = {}) {
+  std::vector<std::string> keys = {"cluster.k=3", "cluster.svd_dims=8"};
+  keys.insert(keys.end(), extra.begin(), extra.end());
+  return btm::test::tiny_deck(dir, keys);
+}
+
 Fixture make_fixture(const std::string& name) {
   const auto dir = btm::test::fresh_dir(name);
-  btm::Deck deck = btm::test::fixture_deck(dir);
+  const btm::Deck deck = cluster_deck(dir);
+  EXPECT_TRUE(btm::run_phases(deck, {"prepare", "cluster"}, btm::Comm::world()));
   if (btm::Comm::world().is_root()) {
-    btm::run_prepare(deck, btm::Comm(MPI_COMM_SELF));
-    btm::Dataset data(dir / "data.h5");
-    btm::Tokenizer tok(data.tokenizer_model());
-    write_clusters_file(dir / "clusters.h5", make_clustering(data, tok), {40, 55, 55});
-    write_clustered_file(dir / "clustered.h5", data);
+    btm::Dataset data(deck.data_file());
     for (int j = 0; j < kClusters; ++j) {
       btm::save_model(dir / "experts" / ("cluster-" + std::to_string(j) + ".h5"), random_expert(j, data.vocab_size()));
     }
   }
   btm::Comm::world().barrier();
   Fixture fx{dir, {}};
-  fx.plan.train_domains = {"scripture", "code-go", "dictionary"};
-  fx.plan.heldout_domains = {"tech-lexicon"};
-  fx.plan.cluster_domains = {"cluster-0", "cluster-1", "cluster-2"};
-  fx.plan.clusters_file = dir / "clusters.h5";
+  fx.plan.train_domains = deck.data.train_domains;
+  fx.plan.heldout_domains = deck.data.heldout_domains;
+  fx.plan.cluster_domains = deck.cluster_domains();
+  fx.plan.clusters_file = deck.clusters_file();
   fx.plan.max_tokens_per_domain = 40 * kContext;
   fx.plan.batch = 4;
   fx.plan.single_experts = btm::SingleExperts::none;
@@ -286,8 +217,8 @@ TEST(RoutedEval, EqualsFromScratchRoutingOnMetadataAndClusterDomainsAtAnyRankCou
     EXPECT_NEAR(world.find("top2-d4", d)->nll, reference_nll(ref, src, d, fx.plan, 2, 0.1, 4), 1e-5) << d;
     EXPECT_NEAR(world.find("all", d)->nll, reference_nll(ref, src, d, fx.plan, 3, 0.5, 2), 1e-5) << d;
   }
-  // Routing follows the text: on each source domain top-1 skips expert-blocks.
-  for (const auto& d : kSource) EXPECT_GT(world.routed.at("top1").at(d).skipped, 0u) << d;
+  // Top-1 skips expert-blocks on every domain.
+  for (const auto& d : fx.plan.domains()) EXPECT_GT(world.routed.at("top1").at(d).skipped, 0u) << d;
   EXPECT_EQ(world.routed.at("all").at("scripture").skipped, 0u);
 }
 
@@ -355,4 +286,29 @@ TEST(RoutedEval, BadRoutingSettingsAreNamedBeforeAnyWork) {
   p.experts.pop_back();
   p.ensembles = {routed("short", 1, 0.1, 2)};
   EXPECT_NE(run(p).find("no expert for cluster-2"), std::string::npos) << run(p);
+}
+
+TEST(RoutedEvalPhase, ReportsTheCorpusDomainsTheHeldOutAndEachClusterWithRoutedColumns) {
+  const auto dir = btm::test::fresh_dir("routed_phase");
+  const btm::Deck deck = cluster_deck(
+      dir, {"eval.ensembles=[{ name = \"cbtm-top1\", router = \"cluster\" }, { name = \"cbtm-all\", router = \"cluster\", top_k = 0 }, "
+            "{ name = \"btm\" }]"});
+  ASSERT_EQ(deck.eval.ensembles[0].top_k, 1);  // cluster.top_k
+  ASSERT_TRUE(btm::run_phases(deck, {"prepare", "cluster", "seed", "experts", "eval"}, btm::Comm::world()));
+  btm::h5::File f(deck.eval_file(), btm::h5::File::Mode::read);
+  const auto method = f.read_strings("/results/method"), domain = f.read_strings("/results/domain");
+  std::map<std::string, std::set<std::string>> domains_of;
+  for (std::size_t i = 0; i < method.size(); ++i) domains_of[method[i]].insert(domain[i]);
+  const std::set<std::string> all = {"scripture", "code-go", "dictionary", "tech-lexicon", "cluster-0", "cluster-1", "cluster-2"};
+  for (const std::string m : {"seed", "cbtm-top1", "cbtm-all", "btm"}) EXPECT_EQ(domains_of[m], all) << m;
+  EXPECT_EQ(domains_of["cluster-1"].size(), all.size());  // eval.single_experts = "all"
+  EXPECT_EQ(f.string_attr("/results", "cluster_domains"), "cluster-0,cluster-1,cluster-2");
+  const auto routed = f.read_strings("/routing/cbtm-top1/domain");
+  EXPECT_EQ(std::set<std::string>(routed.begin(), routed.end()), all);
+  const auto blocks = f.read<std::uint64_t>("/routing/cbtm-top1/blocks");
+  const auto needed = f.read<std::uint64_t>("/routing/cbtm-top1/expert_blocks");
+  const auto skipped = f.read<std::uint64_t>("/routing/cbtm-top1/skipped_expert_blocks");
+  for (std::size_t i = 0; i < blocks.size(); ++i) EXPECT_EQ(needed[i] + skipped[i], 3 * blocks[i]) << routed[i];
+  EXPECT_EQ(f.attr<std::int64_t>("/routing/cbtm-top1", "top_k"), 1);
+  EXPECT_EQ(f.attr<std::int64_t>("/routing/cbtm-all", "top_k"), 0);
 }
