@@ -252,7 +252,9 @@ void print_eval(const Deck& deck, std::ostream& out) {
   }
   if (has(phases, "eval")) {
     out << "\nEvaluation on the " << deck.eval.split << " split of every domain"
-        << (n_domains > 0 && !deck.data.train_domains.empty() ? " (" + std::to_string(n_domains) + ")" : std::string())
+        << (n_domains > 0 && !deck.data.train_domains.empty()
+                ? " (" + std::to_string(n_domains + deck.cluster_domains().size()) + ")"  // and each cluster
+                : std::string())
         << ", " << (deck.eval.max_tokens_per_domain > 0 ? "at most " + commas(deck.eval.max_tokens_per_domain) + " tokens each"
                                                         : "whole splits")
         << ", blocks of " << deck.model.max_position_embeddings << " tokens\n";
