@@ -396,6 +396,10 @@ void run_cluster(const Deck& deck, const Comm& world) {
                 std::to_string(n) + " fitted documents has only " + std::to_string(V) +
                 " terms; expected at most the vocabulary size");
   }
+  if (static_cast<std::uint64_t>(cfg.svd_dims) > n) {
+    throw Error(key(deck, "svd_dims") + ": found " + std::to_string(cfg.svd_dims) + " but only " + std::to_string(n) +
+                " documents are fitted; expected at most the number of fitted documents (cluster.sample_docs)");
+  }
   const Csr x = tfidf_rows(counts, vocabulary);
   const double vocab_s = seconds_since(t);
 
@@ -507,7 +511,7 @@ void run_cluster(const Deck& deck, const Comm& world) {
     size_text.push_back(std::to_string(sizes[i]));
     fit_text.push_back(std::to_string(fit.fit_sizes[i]));
   }
-  log_root("cluster: vocabulary=" + std::to_string(V) + " svd_dims=" + std::to_string(c.dims) + " sigma1=" +
+  log_root("cluster: vocabulary=" + std::to_string(V) + " nonzeros=" + std::to_string(world.allreduce_sum(std::uint64_t(x.col.size()))) + " svd_dims=" + std::to_string(c.dims) + " sigma1=" +
            fixed(fit.singular_values[0]) + " iterations=" + std::to_string(fit.iterations) + " inertia=" +
            fixed(fit.inertia) + " fit_sizes=" + join(fit_text));
   log_root("cluster: sizes=" + join(size_text) + " min=" + std::to_string(*smallest) + " max=" + std::to_string(*largest) +

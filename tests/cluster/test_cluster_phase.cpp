@@ -146,6 +146,7 @@ TEST(ClusterPhase, ReRunIsSkippedChangedSettingsAreRefusedTemperatureIsUpdated) 
   world.barrier();
   ASSERT_TRUE(btm::run_phases(deck, {"prepare", "cluster"}, world));
   EXPECT_EQ(fs::last_write_time(deck.clusters_file()), stamp);
+  world.barrier();  // every rank has looked before rank 0 changes the file below
 
   const auto msg = error_of([&] { btm::run_cluster(cluster_deck(dir, {"cluster.k=2"}), world); });
   EXPECT_NE(msg.find("was made with different cluster settings"), std::string::npos) << msg;
