@@ -2,7 +2,7 @@
 """scikit-learn side of bench/cluster.sh: the C-BTM reference clustering of the same documents.
 
 Reads the training documents (the train split of each training domain: <corpus>/<domain>/
-train.jsonl.gz, or a JSONL file with "split"/"domain" fields for the quickstart corpus) and
+train.jsonl.gz, or btm's hash split of a JSONL corpus such as the quickstart one) and
 times the reference pipeline from texts in memory to labels: NumberNormalizingVectorizer
 (TfidfVectorizer, numbers -> "#NUMBER", English stop words + "#NUMBER") -> TruncatedSVD(dims)
 -> Normalizer -> KMeans(k, one k-means++ start, like btm) -> labels. Prints one key=value line.
@@ -21,15 +21,45 @@ def number_normalizer(tokens):
     return ("#NUMBER" if token[0].isdigit() else token for token in tokens)
 
 
-def read_documents(corpus, domains):
+def fnv1a64(data):
+    h = 14695981039346656037
+    for c in data:
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def mix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
+def in_train_split(doc_id, valid_fraction, test_fraction):
+    """btm's hash split (src/data/split.cpp) for documents without a split."""
+    u = (mix64(fnv1a64(doc_id.encode("utf-8"))) >> 11) * 2.0**-53
+    return u >= valid_fraction + test_fraction
+
+
+def read_documents(corpus, domains, valid_fraction, test_fraction):
+    """The train split of each training domain: <corpus>/<domain>/train.jsonl.gz, or the
+    documents of a JSONL file that btm's hash split puts in train (the quickstart corpus)."""
     texts, labels = [], []
     corpus = pathlib.Path(corpus)
-    for d, domain in enumerate(domains):
-        path = corpus / domain / "train.jsonl.gz"
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                texts.append(json.loads(line)["text"])
-                labels.append(d)
+    if corpus.is_dir():
+        for d, domain in enumerate(domains):
+            with gzip.open(corpus / domain / "train.jsonl.gz", "rt", encoding="utf-8") as f:
+                for line in f:
+                    texts.append(json.loads(line)["text"])
+                    labels.append(d)
+        return texts, labels
+    index = {d: i for i, d in enumerate(domains)}
+    with open(corpus, encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            if doc["domain"] in index and doc["text"] and in_train_split(doc["id"], valid_fraction, test_fraction):
+                texts.append(doc["text"])
+                labels.append(index[doc["domain"]])
     return texts, labels
 
 
@@ -41,6 +71,8 @@ def main():
     ap.add_argument("--dims", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-init", type=int, default=1)
+    ap.add_argument("--valid-fraction", type=float, default=0.05)
+    ap.add_argument("--test-fraction", type=float, default=0.05)
     args = ap.parse_args()
     # Thread counts must be set before numpy/scipy load their BLAS.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -61,7 +93,7 @@ def main():
             tokenize = super().build_tokenizer()
             return lambda doc: list(number_normalizer(tokenize(doc)))
 
-    texts, labels = read_documents(args.corpus, args.domains.split(","))
+    texts, labels = read_documents(args.corpus, args.domains.split(","), args.valid_fraction, args.test_fraction)
     t0 = time.perf_counter()
     stop = list(ENGLISH_STOP_WORDS.union(["#NUMBER"]))
     x = NumberNormalizingVectorizer(stop_words=stop).fit_transform(texts)

@@ -13,6 +13,7 @@
 
 #include "btm/cluster/exact_sum.hpp"
 #include "btm/cluster/fit.hpp"
+#include "btm/data/loader.hpp"
 #include "btm/error.hpp"
 
 extern "C" {
@@ -44,16 +45,10 @@ void symmetric_eigen(std::vector<double>& a, int n, std::vector<double>& eigenva
   check_lapack(info, "dsyevd");
 }
 
-// A standard normal from a counter (Box-Muller on two splitmix64 draws): the same start
-// matrix on every rank without generating it in sequence.
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+// A standard normal from a counter (Box-Muller on two mix64 draws): the same start on every
+// rank without generating it in sequence.
 double normal(std::uint64_t seed, std::uint64_t counter) {
-  const std::uint64_t a = splitmix64(seed ^ splitmix64(2 * counter)), b = splitmix64(seed ^ splitmix64(2 * counter + 1));
+  const std::uint64_t a = mix64(seed ^ mix64(2 * counter)), b = mix64(seed ^ mix64(2 * counter + 1));
   const double u1 = (static_cast<double>(a >> 11) + 1.0) * 0x1.0p-53, u2 = static_cast<double>(b >> 11) * 0x1.0p-53;
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }

@@ -17,7 +17,7 @@
 //   /sizes                  uint64 [k]: training documents per cluster (train split)
 //   /fit/sizes              uint64 [k]: fitted (sampled) documents per cluster
 //   /assignments/<domain>/<split>   int32 [documents of that split in data.h5]: cluster
-//   root attributes: k, method, svd_dims, sample_docs, iterations, seed, temperature,
+//   root attributes: k, method, assign, svd_dims, sample_docs, iterations, seed, temperature,
 //   documents_fitted, vocabulary_size, iterations_run, inertia, balance, and, with domain
 //   labels, purity and nmi; /meta: deck, version, phase = "cluster", cluster_settings.
 #include <cstdint>
