@@ -54,6 +54,7 @@ struct ClusterConfig {
   int svd_dims = 100;
   std::uint64_t sample_docs = 0;  // documents the vectorizer and centroids are fitted on; 0: all
   int iterations = 50;            // most k-means iterations
+  std::string assign = "nearest";  // training documents: nearest centroid (C-BTM) | balanced
   double temperature = 0.1;       // routing softmax temperature at eval
   int top_k = 1;                  // clusters mixed per token at eval (router = "cluster" default)
   std::uint64_t seed = 1234;

@@ -12,7 +12,9 @@
 //   4. centroids: k-means with the balanced assignment step (balanced), the greedy one
 //      (unbalanced), or the means of an equal random split (random);
 //   5. every document of every domain and split: its nearest centroid (random: the random
-//      split of each split's training documents; held-out documents by nearest centroid).
+//      split of each split's training documents; held-out documents by nearest centroid;
+//      cluster.assign = "balanced": the training documents of each split by exact
+//      balanced assignment to the centroids).
 // Sums over documents are exact (ExactSum), so the files are identical at any rank count.
 // Rank 0 writes both files atomically, clustered.h5 first: clusters.h5 marks the phase done.
 #include <algorithm>
@@ -23,11 +25,14 @@
 #include <random>
 
 #include "btm/cluster/agreement.hpp"
+#include "btm/cluster/balanced_assignment.hpp"
 #include "btm/cluster/clustering.hpp"
 #include "btm/cluster/fit.hpp"
 #include "btm/cluster/terms.hpp"
 #include "btm/comm.hpp"
 #include "btm/config.hpp"
+#include "btm/data/loader.hpp"
+#include "btm/data/split.hpp"
 #include "btm/error.hpp"
 #include "btm/h5.hpp"
 #include "btm/log.hpp"
@@ -56,19 +61,6 @@ std::string join(const std::vector<std::string>& items, const char* sep = ",") {
   return out;
 }
 
-std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 // Where the deck's [cluster] keys are named in messages.
 std::string key(const Deck& deck, const std::string& name) {
   return (deck.source.empty() ? std::string("<deck>") : deck.source.string()) + ": cluster." + name;
@@ -83,7 +75,7 @@ Settings cluster_settings(const Deck& deck) {
   std::string data_settings = "(unknown)";
   try {
     h5::File f(deck.data_file(), h5::File::Mode::read);
-    if (f.has_attr("/meta", "data_settings")) data_settings = std::to_string(fnv1a(f.string_attr("/meta", "data_settings")));
+    if (f.has_attr("/meta", "data_settings")) data_settings = std::to_string(fnv1a64(f.string_attr("/meta", "data_settings")));
   } catch (const std::exception&) {
   }
   return {{"cluster.k", std::to_string(c.k)},
@@ -91,6 +83,7 @@ Settings cluster_settings(const Deck& deck) {
           {"cluster.svd_dims", std::to_string(c.svd_dims)},
           {"cluster.sample_docs", std::to_string(c.sample_docs)},
           {"cluster.iterations", std::to_string(c.iterations)},
+          {"cluster.assign", c.assign},
           {"cluster.seed", std::to_string(c.seed)},
           {"data.h5 settings (hash)", data_settings}};
 }
@@ -168,7 +161,7 @@ std::vector<std::uint64_t> sample_positions(const Documents& docs, const std::ve
   std::vector<std::uint64_t> pos(pool.size());
   std::iota(pos.begin(), pos.end(), 0);
   if (want == 0 || want >= pool.size()) return pos;
-  auto h = [&](std::uint64_t i) { return mix(seed ^ mix(docs.parts()[pool[i].part].first + pool[i].doc)); };
+  auto h = [&](std::uint64_t i) { return mix64(seed ^ mix64(docs.parts()[pool[i].part].first + pool[i].doc)); };
   std::nth_element(pos.begin(), pos.begin() + want, pos.end(),
                    [&](std::uint64_t a, std::uint64_t b) { return h(a) != h(b) ? h(a) < h(b) : a < b; });
   pos.resize(want);
@@ -188,12 +181,6 @@ std::vector<double> embed_rows(const Clustering& c, const Csr& x) {
     c.project(row, e.data() + i * c.dims);
   }
   return e;
-}
-
-int nearest_of(const Clustering& c, const double* e, std::vector<double>& scratch) {
-  scratch.resize(c.k);
-  c.squared_distances(e, scratch.data());
-  return static_cast<int>(std::min_element(scratch.begin(), scratch.end()) - scratch.begin());
 }
 
 // Labels of an equal random split of `n` documents: position in a seeded permutation mod k.
@@ -316,6 +303,7 @@ void write_clusters(const Deck& deck, const Documents& docs, const Fit& fit, con
   }
   f.set_attr<std::int64_t>("/", "k", cfg.k);
   f.set_attr("/", "method", cfg.method);
+  f.set_attr("/", "assign", cfg.assign);
   f.set_attr<std::int64_t>("/", "svd_dims", cfg.svd_dims);
   f.set_attr<std::uint64_t>("/", "sample_docs", cfg.sample_docs);
   f.set_attr<std::int64_t>("/", "iterations", cfg.iterations);
@@ -396,6 +384,10 @@ void run_cluster(const Deck& deck, const Comm& world) {
                 std::to_string(n) + " fitted documents has only " + std::to_string(V) +
                 " terms; expected at most the vocabulary size");
   }
+  if (static_cast<std::uint64_t>(cfg.svd_dims) > n) {
+    throw Error(key(deck, "svd_dims") + ": found " + std::to_string(cfg.svd_dims) + " but only " + std::to_string(n) +
+                " documents are fitted; expected at most the number of fitted documents (cluster.sample_docs)");
+  }
   const Csr x = tfidf_rows(counts, vocabulary);
   const double vocab_s = seconds_since(t);
 
@@ -429,7 +421,7 @@ void run_cluster(const Deck& deck, const Comm& world) {
     // The random split of every split's training documents; the centroids of the sample.
     for (const char* split : {"train", "valid", "test"}) {
       const auto docs_of_split = train_pool(docs, split);
-      const auto labels = random_split(docs_of_split.size(), cfg.k, cfg.seed ^ fnv1a(split));
+      const auto labels = random_split(docs_of_split.size(), cfg.k, cfg.seed ^ fnv1a64(split));
       for (std::size_t i = 0; i < docs_of_split.size(); ++i) {
         corpus_labels[docs.parts()[docs_of_split[i].part].first + docs_of_split[i].doc] = labels[i];
       }
@@ -447,25 +439,23 @@ void run_cluster(const Deck& deck, const Comm& world) {
   for (int l : fit_labels) ++fit.fit_sizes[l];
   const double kmeans_s = seconds_since(t);
 
-  // 5. Every other document: decode, embed, nearest centroid (sharded evenly); the
-  // sample's documents from their embeddings.
+  // 5. Every document's squared distances to the centroids: the sample's from their
+  // embeddings, the others decoded and embedded (sharded evenly). Each document's row is
+  // written by one rank; summing the zero rows of the others is exact.
   t = Clock::now();
-  std::vector<int> local(docs.total(), -1);
-  std::vector<double> scratch;
+  const std::uint64_t k = c.k;
+  std::vector<double> dist(docs.total() * k, 0.0);
   std::vector<char> in_sample(docs.total(), 0);
   for (std::uint64_t s : sample) in_sample[docs.parts()[pool[s].part].first + pool[s].doc] = 1;
-  if (cfg.method != "random") {
-    for (std::uint64_t i = shard.begin; i < shard.end; ++i) {
-      const DocRef& d = pool[sample[i]];
-      local[docs.parts()[d.part].first + d.doc] = nearest_of(c, e.data() + (i - shard.begin) * c.dims, scratch);
-    }
+  for (std::uint64_t i = shard.begin; i < shard.end; ++i) {
+    const DocRef& d = pool[sample[i]];
+    c.squared_distances(e.data() + (i - shard.begin) * c.dims, dist.data() + (docs.parts()[d.part].first + d.doc) * k);
   }
   std::vector<DocRef> rest;
   for (std::uint32_t p = 0; p < docs.parts().size(); ++p) {
     const Part& part = docs.parts()[p];
     for (std::uint64_t i = 0; i < part.docs(); ++i) {
-      const bool known = cfg.method == "random" ? part.train_domain : in_sample[part.first + i];
-      if (!known) rest.push_back({p, i});
+      if (!in_sample[part.first + i]) rest.push_back({p, i});
     }
   }
   const std::uint64_t r0 = rest.size() * world.rank() / world.size(), r1 = rest.size() * (world.rank() + 1) / world.size();
@@ -475,12 +465,29 @@ void run_cluster(const Deck& deck, const Comm& world) {
     std::vector<double> z(c.dims);
     for (std::size_t i = 0; i < todo.size(); ++i) {
       c.project(c.tfidf(texts[i]), z.data());
-      local[docs.parts()[todo[i].part].first + todo[i].doc] = nearest_of(c, z.data(), scratch);
+      c.squared_distances(z.data(), dist.data() + (docs.parts()[todo[i].part].first + todo[i].doc) * k);
     }
   }
-  BTM_MPI(MPI_Allreduce(MPI_IN_PLACE, local.data(), static_cast<int>(local.size()), MPI_INT, MPI_MAX, world.handle()));
-  for (std::size_t i = 0; i < local.size(); ++i) {
-    if (corpus_labels[i] < 0) corpus_labels[i] = local[i];
+  world.allreduce_sum(dist.data(), dist.size());
+  // Nearest centroid (C-BTM), or per split of the training domains the exact balanced
+  // assignment (cluster.assign = "balanced"); random: the random split.
+  const std::vector<int> nearest = nearest_assignment(dist.data(), docs.total(), c.k);
+  for (std::size_t i = 0; i < nearest.size(); ++i) {
+    if (corpus_labels[i] < 0) corpus_labels[i] = nearest[i];
+  }
+  if (cfg.method != "random" && cfg.assign == "balanced") {
+    for (const char* split : {"train", "valid", "test"}) {
+      const auto of_split = train_pool(docs, split);
+      std::vector<double> d(of_split.size() * k);
+      for (std::size_t i = 0; i < of_split.size(); ++i) {
+        const std::uint64_t g = docs.parts()[of_split[i].part].first + of_split[i].doc;
+        std::copy_n(dist.begin() + g * k, k, d.begin() + i * k);
+      }
+      const auto labels = balanced_assignment(d.data(), of_split.size(), c.k);
+      for (std::size_t i = 0; i < of_split.size(); ++i) {
+        corpus_labels[docs.parts()[of_split[i].part].first + of_split[i].doc] = labels[i];
+      }
+    }
   }
   const double assign_s = seconds_since(t);
 
@@ -507,7 +514,7 @@ void run_cluster(const Deck& deck, const Comm& world) {
     size_text.push_back(std::to_string(sizes[i]));
     fit_text.push_back(std::to_string(fit.fit_sizes[i]));
   }
-  log_root("cluster: vocabulary=" + std::to_string(V) + " svd_dims=" + std::to_string(c.dims) + " sigma1=" +
+  log_root("cluster: vocabulary=" + std::to_string(V) + " nonzeros=" + std::to_string(world.allreduce_sum(std::uint64_t(x.col.size()))) + " svd_dims=" + std::to_string(c.dims) + " sigma1=" +
            fixed(fit.singular_values[0]) + " iterations=" + std::to_string(fit.iterations) + " inertia=" +
            fixed(fit.inertia) + " fit_sizes=" + join(fit_text));
   log_root("cluster: sizes=" + join(size_text) + " min=" + std::to_string(*smallest) + " max=" + std::to_string(*largest) +

@@ -51,17 +51,17 @@ void Clustering::index_vocabulary() {
 }
 
 std::int32_t Clustering::find(std::string_view term) const {
-  auto it = index.find(std::string(term));
+  auto it = index.find(term);
   return it == index.end() ? -1 : it->second;
 }
 
 SparseVector Clustering::tfidf(std::string_view text) const {
-  std::map<std::int32_t, double> counts;
+  std::vector<std::int32_t> ids;
   for_each_term(text, [&](std::string_view t) {
     const std::int32_t j = find(t);
-    if (j >= 0) counts[j] += 1.0;
+    if (j >= 0) ids.push_back(j);
   });
-  return tfidf_vector({counts.begin(), counts.end()}, idf);
+  return tfidf_vector(run_lengths(std::move(ids)), idf);
 }
 
 void Clustering::project(const SparseVector& x, double* out) const {

@@ -34,7 +34,7 @@ std::string model_bytes(const h5::File& f) {
 }  // namespace
 
 Documents::Documents(const std::filesystem::path& data_h5)
-    : file_(open_data(data_h5)), tokenizer_(model_bytes(file_)) {
+    : file_(open_data(data_h5)), tokenizer_(model_bytes(file_)), decoder_(tokenizer_) {
   vocab_size_ = file_.attr<std::int32_t>("/tokenizer/model", "vocab_size");
   train_ = split_commas(file_.string_attr("/domains", "train"));
   heldout_ = split_commas(file_.string_attr("/domains", "heldout"));
@@ -55,7 +55,6 @@ Documents::Documents(const std::filesystem::path& data_h5)
 std::vector<std::string> Documents::texts(const std::vector<DocRef>& docs) const {
   std::vector<std::string> out(docs.size());
   std::vector<std::uint32_t> run;
-  std::vector<std::int32_t> ids;
   for (std::size_t a = 0; a < docs.size();) {
     // The run [a, b) of consecutive documents of one part.
     std::size_t b = a + 1;
@@ -66,8 +65,7 @@ std::vector<std::string> Documents::texts(const std::vector<DocRef>& docs) const
     if (t1 > t0) file_.read_slab("/domains/" + p.domain + "/" + p.split + "/tokens", t0, t1 - t0, run.data());
     for (std::size_t i = a; i < b; ++i) {
       const std::uint64_t s = p.offsets[docs[i].doc] - t0, e = p.offsets[docs[i].doc + 1] - t0;
-      ids.assign(run.begin() + s, run.begin() + (e > s ? e - 1 : s));  // without the EOS
-      out[i] = tokenizer_.decode(ids);
+      decoder_.append(run.data() + s, e > s ? e - s - 1 : 0, out[i]);  // without the EOS
     }
     a = b;
   }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "btm/cluster/piece_decoder.hpp"
 #include "btm/data/tokenizer.hpp"
 #include "btm/h5.hpp"
 
@@ -48,6 +49,7 @@ class Documents {
   std::vector<std::string> train_, heldout_;
   std::uint64_t total_ = 0;
   Tokenizer tokenizer_;
+  PieceDecoder decoder_;
   int vocab_size_ = 0;
 };
 

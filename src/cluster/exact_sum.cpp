@@ -12,11 +12,13 @@ ExactSum::ExactSum(std::size_t n, double bound) : acc_(n, 0) {
   scale_ = std::ldexp(1.0, 61 - std::ilogb(bound) - 1);
 }
 
-void ExactSum::add(std::size_t i, double partial) { acc_[i] += std::llround(partial * scale_); }
+// Truncation toward zero (a plain conversion, vectorised) is as deterministic as rounding.
+void ExactSum::add(std::size_t i, double partial) { acc_[i] += static_cast<std::int64_t>(partial * scale_); }
 
 void ExactSum::add(std::size_t offset, const double* partial, std::size_t count) {
   std::int64_t* acc = acc_.data() + offset;  // [count]
-  for (std::size_t i = 0; i < count; ++i) acc[i] += std::llround(partial[i] * scale_);
+  const double scale = scale_;
+  for (std::size_t i = 0; i < count; ++i) acc[i] += static_cast<std::int64_t>(partial[i] * scale);
 }
 
 void ExactSum::allreduce(const Comm& comm) {

@@ -141,13 +141,12 @@ bool is_digit(char32_t c) {
 
 }  // namespace
 
-std::vector<std::string> word_tokens(std::string_view text) {
-  std::vector<std::string> out;
+void scan_words(std::string_view text, const std::function<void(std::string_view)>& emit) {
   std::string word;
   std::size_t length = 0;  // code points in `word`
   char32_t first = 0;
   auto finish = [&] {
-    if (length >= 2) out.push_back(is_digit(first) ? std::string(kNumberTerm) : word);
+    if (length >= 2) emit(is_digit(first) ? kNumberTerm : std::string_view(word));
     word.clear();
     length = 0;
   };
@@ -166,14 +165,17 @@ std::vector<std::string> word_tokens(std::string_view text) {
     if (combining_dot) finish();
   }
   finish();
+}
+
+std::vector<std::string> word_tokens(std::string_view text) {
+  std::vector<std::string> out;
+  scan_words(text, [&](std::string_view w) { out.emplace_back(w); });
   return out;
 }
 
 std::vector<std::string> terms(std::string_view text) {
   std::vector<std::string> out;
-  for (auto& w : word_tokens(text)) {
-    if (!is_stop_word(w)) out.push_back(std::move(w));
-  }
+  for_each_term(text, [&](std::string_view t) { out.emplace_back(t); });
   return out;
 }
 

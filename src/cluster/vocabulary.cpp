@@ -17,18 +17,32 @@ RowShard shard_rows(std::uint64_t total, int rank, int ranks) {
   return {std::min(total, b0 * kBlockRows), std::min(total, b1 * kBlockRows)};
 }
 
+std::vector<std::pair<std::int32_t, double>> run_lengths(std::vector<std::int32_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::pair<std::int32_t, double>> out;
+  for (std::int32_t id : ids) {
+    if (!out.empty() && out.back().first == id) out.back().second += 1.0;
+    else out.emplace_back(id, 1.0);
+  }
+  return out;
+}
+
 LocalCounts count_terms(const std::vector<std::string>& texts) {
   LocalCounts out;
-  std::unordered_map<std::string, std::int32_t> ids;
+  TermIndex local;
   out.docs.reserve(texts.size());
+  std::vector<std::int32_t> ids;
   for (const auto& text : texts) {
-    std::map<std::int32_t, double> counts;
+    ids.clear();
     for_each_term(text, [&](std::string_view t) {
-      auto [it, added] = ids.try_emplace(std::string(t), static_cast<std::int32_t>(out.terms.size()));
-      if (added) out.terms.emplace_back(t);
-      counts[it->second] += 1.0;
+      auto it = local.find(t);
+      if (it == local.end()) {
+        it = local.emplace(std::string(t), static_cast<std::int32_t>(out.terms.size())).first;
+        out.terms.emplace_back(t);
+      }
+      ids.push_back(it->second);
     });
-    out.docs.emplace_back(counts.begin(), counts.end());
+    out.docs.push_back(run_lengths(ids));
   }
   return out;
 }
@@ -55,7 +69,7 @@ Vocabulary fit_vocabulary(const LocalCounts& local, std::uint64_t total_docs, co
   Vocabulary v;
   v.terms.reserve(merged.size());
   v.idf.reserve(merged.size());
-  std::unordered_map<std::string, std::int32_t> index;
+  TermIndex index;
   for (const auto& [term, n] : merged) {
     index.emplace(term, static_cast<std::int32_t>(v.terms.size()));
     v.terms.push_back(term);

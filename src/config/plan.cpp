@@ -100,6 +100,13 @@ void print_data(const Deck& deck, std::ostream& out) {
   key_value(out, "splits", "valid " + percent(d.valid_fraction) + ", test " + percent(d.test_fraction) +
                                " by document hash (when the corpus has no splits)");
   key_value(out, "cap per domain split", d.max_mb_per_domain > 0 ? number(d.max_mb_per_domain) + " MB" : "none");
+  if (deck.clustering()) {
+    const ClusterConfig& c = deck.cluster;
+    key_value(out, "clusters", std::to_string(c.k) + " (" + c.method + ", tf-idf -> SVD " + std::to_string(c.svd_dims) +
+                                   ", fitted on " + (c.sample_docs ? std::to_string(c.sample_docs) : std::string("all")) +
+                                   " training documents): the training domains cluster-0 ... cluster-" +
+                                   std::to_string(c.k - 1));
+  }
 }
 
 struct ParamCount {

@@ -138,6 +138,7 @@ std::vector<Field> cluster_fields(ClusterConfig& c) {
           integer("svd_dims", c.svd_dims, 1, 100000),
           count("sample_docs", c.sample_docs, 0),
           integer("iterations", c.iterations, 1, 100000),
+          text("assign", c.assign, {"nearest", "balanced"}),
           real("temperature", c.temperature, 0, kInf, true, false),
           integer("top_k", c.top_k, 1, 65536),
           count("seed", c.seed, 0, kInf)};

@@ -9,6 +9,7 @@
 
 #include "btm/cluster/balanced_assignment.hpp"
 #include "btm/cluster/clustering.hpp"
+#include "btm/cluster/piece_decoder.hpp"
 #include "btm/comm.hpp"
 #include "btm/data/dataset.hpp"
 #include "btm/data/tokenizer.hpp"
@@ -115,6 +116,7 @@ TEST(ClusterPhase, FilesAreIdenticalAtAnyRankCountAndAssignmentsFollowTheEmbeddi
   EXPECT_EQ(c.dims, 8);
   EXPECT_DOUBLE_EQ(c.temperature, 0.1);
   const btm::Tokenizer tok(data.tokenizer_model());
+  const btm::cluster::PieceDecoder decoder(tok);
   File df(deck.data_file(), File::Mode::read);
   for (const char* domain : {"scripture", "code-go", "tech-lexicon"}) {
     for (const char* split : {"train", "test"}) {
@@ -126,6 +128,8 @@ TEST(ClusterPhase, FilesAreIdenticalAtAnyRankCountAndAssignmentsFollowTheEmbeddi
       ASSERT_EQ(labels.size() + 1, offsets.size());
       for (std::size_t i = 0; i < labels.size(); ++i) {
         const std::vector<std::int32_t> ids(tokens.begin() + offsets[i], tokens.begin() + offsets[i + 1] - 1);
+        // The phase's table decoder gives SentencePiece's text.
+        EXPECT_EQ(decoder.decode(std::vector<std::uint32_t>(ids.begin(), ids.end())), tok.decode(ids)) << g << " " << i;
         const auto e = c.embed(tok.decode(ids));
         double norm = 0;
         for (double v : e) norm += v * v;
@@ -146,6 +150,7 @@ TEST(ClusterPhase, ReRunIsSkippedChangedSettingsAreRefusedTemperatureIsUpdated) 
   world.barrier();
   ASSERT_TRUE(btm::run_phases(deck, {"prepare", "cluster"}, world));
   EXPECT_EQ(fs::last_write_time(deck.clusters_file()), stamp);
+  world.barrier();  // every rank has looked before rank 0 changes the file below
 
   const auto msg = error_of([&] { btm::run_cluster(cluster_deck(dir, {"cluster.k=2"}), world); });
   EXPECT_NE(msg.find("was made with different cluster settings"), std::string::npos) << msg;

@@ -17,11 +17,12 @@
 //   /sizes                  uint64 [k]: training documents per cluster (train split)
 //   /fit/sizes              uint64 [k]: fitted (sampled) documents per cluster
 //   /assignments/<domain>/<split>   int32 [documents of that split in data.h5]: cluster
-//   root attributes: k, method, svd_dims, sample_docs, iterations, seed, temperature,
+//   root attributes: k, method, assign, svd_dims, sample_docs, iterations, seed, temperature,
 //   documents_fitted, vocabulary_size, iterations_run, inertia, balance, and, with domain
 //   labels, purity and nmi; /meta: deck, version, phase = "cluster", cluster_settings.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,6 +30,13 @@
 #include <vector>
 
 namespace btm::cluster {
+
+// Hashes strings and string views alike: vocabulary lookups without copying the term.
+struct TermHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using TermIndex = std::unordered_map<std::string, std::int32_t, TermHash, std::equal_to<>>;
 
 // One document's tf-idf vector: (vocabulary index, weight), indices ascending, unit norm.
 using SparseVector = std::vector<std::pair<std::int32_t, double>>;
@@ -39,7 +47,7 @@ struct Clustering {
   int dims = 0;                          // SVD dimensions
   double temperature = 0.1;              // routing softmax temperature (cluster.temperature)
   std::vector<std::string> vocabulary;   // [V] sorted
-  std::unordered_map<std::string, std::int32_t> index;  // term -> vocabulary position
+  TermIndex index;                       // term -> vocabulary position
   std::vector<double> idf;               // [V]
   std::vector<double> components;        // [dims, V] row-major, as in the file
   std::vector<double> term_vectors;      // [V, dims]: components transposed (one row per term)

@@ -1,6 +1,6 @@
 #pragma once
 // Sums of doubles that come out bit-identical whatever the rank count and the order of the
-// contributions: every partial sum is rounded once to a 64-bit fixed-point integer (scale
+// contributions: every partial sum is converted once (truncated) to a 64-bit fixed-point integer (scale
 // 2^s chosen from a bound on the magnitude of the total), and integers add exactly, in any
 // order, across ranks too. Callers add per-block partial sums of a rank-independent block
 // partition (one conversion per block, not per term), so the result depends only on the

@@ -46,15 +46,19 @@ struct Csr {
   std::uint64_t rows() const { return row_ptr.size() - 1; }
 };
 
+// (id, count) pairs of a list of ids, ids ascending.
+std::vector<std::pair<std::int32_t, double>> run_lengths(std::vector<std::int32_t> ids);
+
 // One document's L2-normalised tf-idf vector from its (vocabulary index, count) pairs.
 SparseVector tfidf_vector(std::vector<std::pair<std::int32_t, double>> counts, const std::vector<double>& idf);
 Csr tfidf_rows(const LocalCounts& local, const Vocabulary& vocabulary);
 
 // Truncated SVD of the row-sharded matrix X [total_rows, V] (this rank's rows start at
-// `shard.begin`, a block boundary): the top `dims` right singular vectors, by randomised
-// subspace iteration (Halko et al.; `dims + 10` vectors, `power_iterations` passes, Gaussian
-// start from `seed`), orthonormalised with LAPACK (dgelqf/dorglq) and finished by a
-// Rayleigh-Ritz step (dsyevd). Signs: each component's largest-magnitude entry is positive.
+// `shard.begin`, a block boundary): the top `dims` right singular vectors (dims <= V and
+// <= total_rows), by randomised subspace iteration (Halko et al.; l = dims + 10 vectors,
+// `power_iterations` passes of Z = orth(X X^T Z) from a Gaussian start drawn from `seed`,
+// as scikit-learn's TruncatedSVD), orthonormalised through LAPACK eigendecompositions of
+// l x l Gram matrices. Signs: each component's largest-magnitude entry is positive.
 struct Svd {
   std::vector<double> term_vectors;     // [V, dims]: component d of term j at j * dims + d
   std::vector<double> singular_values;  // [dims], descending

@@ -11,6 +11,7 @@
 // Latin-1, Latin Extended-A/B and Additional, Greek and Cyrillic; other scripts' letters
 // are word characters, and the punctuation, symbol and emoji blocks are not (close to, not
 // exactly, Python's tables). Invalid UTF-8 bytes are separators.
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,8 @@ inline constexpr std::string_view kNumberTerm = "#NUMBER";
 
 // Steps 1-3: lowercased words in text order, numbers as kNumberTerm.
 std::vector<std::string> word_tokens(std::string_view text);
+// The same words passed to `emit` one by one (the view is valid during the call only).
+void scan_words(std::string_view text, const std::function<void(std::string_view)>& emit);
 
 // Step 4's rule.
 bool is_stop_word(std::string_view term);
@@ -32,9 +35,9 @@ std::vector<std::string> terms(std::string_view text);
 // for embedders that count terms incrementally.
 template <class Emit>
 void for_each_term(std::string_view text, Emit&& emit) {
-  for (auto& w : word_tokens(text)) {
-    if (!is_stop_word(w)) emit(std::string_view(w));
-  }
+  scan_words(text, [&](std::string_view w) {
+    if (!is_stop_word(w)) emit(w);
+  });
 }
 
 }  // namespace btm::cluster
