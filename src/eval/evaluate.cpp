@@ -221,6 +221,9 @@ struct RowRef {
   }
 };
 
+// Clusters a routed ensemble mixes per target: top_k, or all k for top_k = 0.
+int routed_top_k(const EnsembleConfig& e, int k) { return e.top_k == 0 ? k : e.top_k; }
+
 // What routing needs on every rank: the clustering, its sizes, the tokenizer's decoder, and
 // the expert of each cluster.
 struct RouterState {
@@ -243,7 +246,7 @@ RouterState load_router(const EvalPlan& plan, const Dataset& data, const std::ve
   }
   for (int i : routed) {
     const EnsembleConfig& e = plan.ensembles[i];
-    check_router_settings({e.top_k == 0 ? k : e.top_k, e.temperature, e.distance_power}, k,
+    check_router_settings({routed_top_k(e, k), e.temperature, e.distance_power}, k,
                           "eval.ensembles[" + std::to_string(i) + "] (ensemble \"" + e.name + "\", " +
                               plan.clusters_file.string() + ")");
   }
@@ -439,7 +442,7 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
             for (int i : routed) {
               const EnsembleConfig& ens = plan.ensembles[i];
               const int k = router->clustering->k;
-              const RouterSettings rs{ens.top_k == 0 ? k : ens.top_k, ens.temperature, ens.distance_power};
+              const RouterSettings rs{routed_top_k(ens, k), ens.temperature, ens.distance_power};
               auto& v = routes[ens.name + "|" + d];
               v.push_back(route_block(dist, k, router->sizes, rs));
               for (int c : experts_of_route(v.back(), ctx, rs.top_k)) routed_need[d][b].insert(router->expert_of_cluster[c]);
@@ -448,7 +451,7 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
           for (int i : routed) {
             const EnsembleConfig& ens = plan.ensembles[i];
             const int k = router->clustering->k;
-            const int K = ens.top_k == 0 ? k : ens.top_k;
+            const int K = routed_top_k(ens, k);
             EvalResults::RoutedCount count{nb, 0, 0};
             std::set<int> used;
             for (const auto& r : routes[ens.name + "|" + d]) {
@@ -537,7 +540,7 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
           const EnsembleConfig& ens = plan.ensembles[i];
           if (ens.router == "cluster") {
             const auto& r = routes.at(ens.name + "|" + d);
-            const int K = ens.top_k == 0 ? router->clustering->k : ens.top_k;
+            const int K = routed_top_k(ens, router->clustering->k);
             double nll = 0;
             for (std::size_t b = mine.begin; b < mine.end; ++b) {
               nll += routed_nll(r[b], ctx, K, [&](int c) {
