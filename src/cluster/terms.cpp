@@ -108,6 +108,14 @@ bool is_word(char32_t c) {
              in(c, 0x380, 0x383) || c == 0x38B || c == 0x38D || c == 0x3A2);
   }
   if (c < 0x530) return !in(c, 0x482, 0x489);
+  if (c >= 0x900 && c < 0xD80) {
+    // Brahmic blocks (Devanagari ... Malayalam) share a layout: signs, vowel signs, virama
+    // and nukta are combining marks (not \w in Python), avagraha and OM letters, then
+    // punctuation (danda) and digits.
+    const char32_t off = (c - 0x900) % 0x80;
+    return !(off <= 0x03 || (in(off, 0x3A, 0x4F) && off != 0x3D) || in(off, 0x51, 0x57) || in(off, 0x62, 0x65) ||
+             off == 0x70);
+  }
   if (c < 0x2000) {
     return !(in(c, 0x55A, 0x55F) || in(c, 0x589, 0x58A) || in(c, 0x591, 0x5C7) || in(c, 0x600, 0x61F) ||
              in(c, 0x64B, 0x65F) || in(c, 0x66A, 0x66D) || c == 0x6D4 || in(c, 0x964, 0x965) || in(c, 0x1AB0, 0x1AFF) ||

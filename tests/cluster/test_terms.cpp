@@ -31,6 +31,12 @@ TEST(ClusterTerms, UnicodeLettersJoinWordsAndPunctuationSplitsThem) {
   EXPECT_EQ(word_tokens("ab\xCC\x81" "cd ef\xFFgh"), (V{"ab", "cd", "ef", "gh"}));
 }
 
+TEST(ClusterTerms, BrahmicVowelSignsAndViramaEndWordsAsInPython) {
+  // Telugu "tatiparthi": Python's \w excludes the vowel signs and the virama, so only the
+  // consonant pair between them is a word.
+  EXPECT_EQ(word_tokens("\u0C24\u0C3E\u0C1F\u0C3F\u0C2A\u0C30\u0C4D\u0C24\u0C3F"), (V{"\u0C2A\u0C30"}));
+}
+
 TEST(ClusterTerms, EmptyAndSymbolOnlyTextsHaveNoTerms) {
   EXPECT_TRUE(terms("").empty());
   EXPECT_TRUE(terms("!! -- 42 ... a b c").empty());
