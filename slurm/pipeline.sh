@@ -3,7 +3,7 @@
 #   slurm/pipeline.sh DECK [btm run options]
 #       one job, every phase (slurm/single_node.sbatch)
 #   slurm/pipeline.sh DECK [btm run options] -- EXPERT [EXPERT ...]
-#       prepare + seed; then one array task per expert and, at the same time, the baseline
+#       prepare (+ cluster) + seed; then one array task per expert and, at the same time, the baseline
 #       (it needs only the seed); then average, mix, finetune (BTX decks) and eval once both are done
 # Extra sbatch options: BTM_SBATCH_ARGS (every job), BTM_EXPERT_SBATCH_ARGS (the array
 # tasks, e.g. "-n 4" for four ranks per expert). BTM_ENV, BTM: see slurm/job_step.sh.
@@ -24,7 +24,7 @@ if [[ ${#experts[@]} -eq 0 ]]; then
   echo "job=$(submit "$here/single_node.sbatch" "$DECK" "${opts[@]}")"
   exit 0
 fi
-seed=$(submit "$here/single_node.sbatch" "$DECK" "${opts[@]}" --phases prepare,seed)
+seed=$(submit "$here/single_node.sbatch" "$DECK" "${opts[@]}" --phases prepare,cluster,seed)
 array=$(EXPERTS="${experts[*]}" submit "${expert_args[@]}" --dependency=afterok:"$seed" \
           --array=0-$((${#experts[@]} - 1)) "$here/expert_array.sbatch" "$DECK" "${opts[@]}")
 baseline=$(submit --dependency=afterok:"$seed" "$here/single_node.sbatch" "$DECK" "${opts[@]}" --phases baseline)

@@ -14,8 +14,8 @@
 namespace btm {
 
 // All phases, in pipeline order.
-inline const std::vector<std::string> kAllPhases = {"prepare", "seed", "experts", "baseline",
-                                                    "average", "mix",  "finetune", "eval"};
+inline const std::vector<std::string> kAllPhases = {"prepare", "cluster", "seed",     "experts", "baseline",
+                                                    "average", "mix",     "finetune", "eval"};
 
 struct RunConfig {
   std::string name = "btm";
@@ -41,6 +41,25 @@ struct DataConfig {
   double max_mb_per_domain = 0.0;    // 0: no cap; else keep the first N MB of each domain split
 
   bool operator==(const DataConfig&) const = default;
+};
+
+// C-BTM clustering (the [cluster] section): the training domains' documents are clustered
+// by balanced k-means over tf-idf -> SVD embeddings, and the k clusters become the
+// training domains ("cluster-0" ... "cluster-<k-1>"). Without the section nothing changes.
+struct ClusterConfig {
+  bool given = false;   // the deck has a [cluster] section (set by the reader, not a key)
+  bool enabled = true;  // false: keep the section but train on the corpus domains
+  int k = 8;
+  std::string method = "balanced";  // balanced | unbalanced | random
+  int svd_dims = 100;
+  std::uint64_t sample_docs = 0;  // documents the vectorizer and centroids are fitted on; 0: all
+  int iterations = 50;            // most k-means iterations
+  std::string assign = "nearest";  // training documents: nearest centroid (C-BTM) | balanced
+  double temperature = 0.1;       // routing softmax temperature at eval
+  int top_k = 1;                  // clusters mixed per token at eval (router = "cluster" default)
+  std::uint64_t seed = 1234;
+
+  bool operator==(const ClusterConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -113,7 +132,10 @@ struct EnsembleConfig {
   std::string name;
   std::string prior = "cached";     // uniform | cached
   std::string posterior = "exact";  // exact | previous_token
-  int top_k = 0;                    // 0: all experts
+  int top_k = 0;                    // 0: all experts (router cluster: all clusters; default cluster.top_k)
+  std::string router = "posterior";  // posterior (BTM) | cluster (C-BTM: distance to the cluster centres)
+  double temperature = 0.1;         // router cluster: weights ∝ exp(-d^p / T) (default cluster.temperature)
+  int distance_power = 2;           // router cluster: p = 2 (paper) | 4 (released code)
 
   bool operator==(const EnsembleConfig&) const = default;
 };
@@ -179,6 +201,7 @@ struct Deck {
   std::filesystem::path source;  // the deck file ("" for decks built in code)
   RunConfig run;
   DataConfig data;
+  ClusterConfig cluster;
   ModelConfig model;
   TrainConfig train;
   SeedConfig seed;
@@ -191,6 +214,16 @@ struct Deck {
 
   // Derived paths inside run.out_dir.
   std::filesystem::path data_file() const { return run.out_dir / "data.h5"; }
+  // The clustering (cluster phase) and the clusters' tokens in data.h5's layout.
+  std::filesystem::path clusters_file() const { return run.out_dir / "clusters.h5"; }
+  std::filesystem::path clustered_file() const { return run.out_dir / "clustered.h5"; }
+  bool clustering() const { return cluster.given && cluster.enabled; }
+  // The data file seed, experts, baseline, average and eval read: clustered.h5 when
+  // clustering, else data.h5. Its training domains are the clusters, its held-out domains
+  // data.h5's.
+  std::filesystem::path train_data_file() const { return clustering() ? clustered_file() : data_file(); }
+  // "cluster-0" ... "cluster-<k-1>" when clustering, else empty.
+  std::vector<std::string> cluster_domains() const;
   std::filesystem::path seed_file() const { return run.out_dir / "seed.h5"; }
   std::filesystem::path expert_file(const std::string& name) const {
     return run.out_dir / "experts" / (name + ".h5");
@@ -204,8 +237,9 @@ struct Deck {
   std::filesystem::path mixed_file(const std::string& name) const { return run.out_dir / "mixed" / (name + ".h5"); }
   std::filesystem::path finetuned_file(const std::string& name) const { return run.out_dir / (name + ".h5"); }
 
-  // Experts in training order: experts.domains, else data.train_domains. Empty when both are
-  // (one expert per corpus domain, known only once the corpus is read).
+  // Experts in training order: experts.domains, else the clusters when clustering, else
+  // data.train_domains. Empty when all are (one expert per corpus domain, known only once
+  // the corpus is read).
   std::vector<std::string> expert_domains() const;
 };
 

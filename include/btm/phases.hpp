@@ -14,6 +14,7 @@ namespace btm {
 enum class PhaseStatus { done, interrupted };
 
 void run_prepare(const Deck& deck, const Comm& world);
+void run_cluster(const Deck& deck, const Comm& world);
 PhaseStatus run_seed(const Deck& deck, const Comm& world);
 PhaseStatus run_experts(const Deck& deck, const Comm& world);
 PhaseStatus run_baseline(const Deck& deck, const Comm& world);
@@ -24,9 +25,10 @@ PhaseStatus run_finetune(const Deck& deck, const Comm& world);
 PhaseStatus run_finetune(const Deck& deck, const Comm& world, const TrainControl& control);  // tests: stop early
 void run_eval(const Deck& deck, const Comm& world);
 
-// Domains resolved against data.h5: data.train_domains, or every domain of the data file
-// that is not held out; experts: experts.domains, or the train domains; eval: train then
-// held-out domains.
+// Domains resolved against the training data file (deck.train_data_file()): the clusters
+// when clustering, else data.train_domains, or every domain of the data file that is not
+// held out; experts: experts.domains, or the train domains; eval: train then held-out
+// domains.
 class Dataset;
 std::vector<std::string> train_domains_of(const Deck& deck, const Dataset& data);
 std::vector<std::string> expert_names_of(const Deck& deck, const Dataset& data);

@@ -59,9 +59,24 @@ void check_seed(const Deck& d, const Places& p) {
   }
 }
 
+// With clustering the experts' domains are the clusters.
+void check_cluster_experts(const Deck& d, const Places& p) {
+  const auto clusters = d.cluster_domains();
+  for (std::size_t i = 0; i < d.experts.domains.size(); ++i) {
+    const auto& domain = d.experts.domains[i];
+    if (!contains(clusters, domain)) {
+      p.fail(item("experts.domains", i),
+             "\"" + domain + "\" is not a cluster (with [cluster], the experts' domains are the clusters)",
+             "names cluster-0 ... cluster-" + std::to_string(d.cluster.k - 1) + " (cluster.k = " +
+                 std::to_string(d.cluster.k) + ")");
+    }
+  }
+}
+
 void check_experts(const Deck& d, const Places& p) {
   const auto& train = d.data.train_domains;
-  for (std::size_t i = 0; i < d.experts.domains.size(); ++i) {
+  if (d.clustering()) check_cluster_experts(d, p);
+  for (std::size_t i = 0; i < d.experts.domains.size() && !d.clustering(); ++i) {
     const auto& domain = d.experts.domains[i];
     if (contains(d.data.heldout_domains, domain)) {
       p.fail(item("experts.domains", i), "\"" + domain + "\" is a held-out domain (data.heldout_domains)",
@@ -119,6 +134,10 @@ void check_averages(const Deck& d, const Places& p) {
 }
 
 void check_ensembles(const Deck& d, const Places& p) {
+  if (d.cluster.given && d.cluster.top_k > d.cluster.k) {
+    p.fail("cluster.top_k", "found " + std::to_string(d.cluster.top_k) + " but cluster.k = " + std::to_string(d.cluster.k),
+           "at most cluster.k");
+  }
   const auto experts = d.expert_domains();
   std::set<std::string> names;
   for (std::size_t i = 0; i < d.eval.ensembles.size(); ++i) {
@@ -133,6 +152,21 @@ void check_ensembles(const Deck& d, const Places& p) {
         p.fail(path + ".name", "\"" + e.name + "\" is also a weighted average (average.weighted)",
                "ensemble names distinct from the averages");
       }
+    }
+    if (e.router == "cluster") {
+      if (!d.clustering()) {
+        p.fail(path + ".router", "\"cluster\" but the deck has no clustering (no [cluster] section, or cluster.enabled = false)",
+               "\"posterior\", or a [cluster] section");
+      }
+      if (e.top_k > d.cluster.k) {
+        p.fail(path + ".top_k", "found " + std::to_string(e.top_k) + " but there are only " + std::to_string(d.cluster.k) +
+                                    " clusters (cluster.k)",
+               "0 (all clusters) or at most cluster.k");
+      }
+      if (e.distance_power != 2 && e.distance_power != 4) {
+        p.fail(path + ".distance_power", "found " + std::to_string(e.distance_power), "2 (exp(-d²/T)) or 4 (exp(-d⁴/T))");
+      }
+      continue;
     }
     if (!experts.empty() && e.top_k > static_cast<int>(experts.size())) {
       p.fail(path + ".top_k", "found " + std::to_string(e.top_k) + " but there are only " +

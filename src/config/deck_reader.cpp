@@ -220,12 +220,28 @@ void check_sections(const toml::table& root, Places& places) {
   }
 }
 
+// Ensembles with router = "cluster" take top_k and temperature from [cluster] unless they
+// give them.
+void resolve_router_defaults(const toml::table& root, Deck& deck) {
+  const toml::node* node = lookup(root, "eval.ensembles");
+  const toml::array* items = node ? node->as_array() : nullptr;
+  for (std::size_t i = 0; items && i < items->size() && i < deck.eval.ensembles.size(); ++i) {
+    const toml::table* t = items->get(i)->as_table();
+    EnsembleConfig& e = deck.eval.ensembles[i];
+    if (!t || e.router != "cluster") continue;
+    if (!t->contains("top_k")) e.top_k = deck.cluster.top_k;
+    if (!t->contains("temperature")) e.temperature = deck.cluster.temperature;
+  }
+}
+
 Deck read(const toml::table& root, Places& places) {
   Deck deck;
   Reader r(places);
   check_sections(root, places);
   r.section(root, "run", run_fields(deck.run));
   r.section(root, "data", data_fields(deck.data));
+  r.section(root, "cluster", cluster_fields(deck.cluster));
+  deck.cluster.given = root.contains("cluster");
   r.section(root, "model", model_fields(deck.model));
   r.section(root, "train", train_fields(deck.train));
   // Each training phase starts from [train]; its own [<phase>.train] overrides some keys.
@@ -246,6 +262,7 @@ Deck read(const toml::table& root, Places& places) {
   deck.finetune.train.lr = kFinetuneLr;
   r.section(root, "finetune", finetune_fields(deck.finetune), {"train"});
   r.section(root, "finetune.train", train_fields(deck.finetune.train));
+  resolve_router_defaults(root, deck);
   return deck;
 }
 
@@ -286,7 +303,15 @@ Deck load_deck(const std::filesystem::path& path, const std::vector<std::string>
 }
 
 std::vector<std::string> Deck::expert_domains() const {
-  return experts.domains.empty() ? data.train_domains : experts.domains;
+  if (!experts.domains.empty()) return experts.domains;
+  return clustering() ? cluster_domains() : data.train_domains;
+}
+
+std::vector<std::string> Deck::cluster_domains() const {
+  std::vector<std::string> out;
+  if (!clustering()) return out;
+  for (int i = 0; i < cluster.k; ++i) out.push_back("cluster-" + std::to_string(i));
+  return out;
 }
 
 }  // namespace btm

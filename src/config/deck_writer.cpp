@@ -51,6 +51,7 @@ std::string to_toml(const Deck& resolved) {
   out << "# btm deck, resolved: every key, defaults filled in\n";
   table(out, "run", deck::run_fields(d.run));
   table(out, "data", deck::data_fields(d.data));
+  if (d.cluster.given) table(out, "cluster", deck::cluster_fields(d.cluster));
   auto model = deck::model_fields(d.model);
   if (!d.model.is_moe()) std::erase_if(model, [](const Field& f) { return deck::is_moe_model_key(f.key); });
   table(out, "model", model);

@@ -105,6 +105,13 @@ void print_data(const Deck& deck, std::ostream& out) {
   key_value(out, "splits", "valid " + percent(d.valid_fraction) + ", test " + percent(d.test_fraction) +
                                " by document hash (when the corpus has no splits)");
   key_value(out, "cap per domain split", d.max_mb_per_domain > 0 ? number(d.max_mb_per_domain) + " MB" : "none");
+  if (deck.clustering()) {
+    const ClusterConfig& c = deck.cluster;
+    key_value(out, "clusters", std::to_string(c.k) + " (" + c.method + ", tf-idf -> SVD " + std::to_string(c.svd_dims) +
+                                   ", fitted on " + (c.sample_docs ? std::to_string(c.sample_docs) : std::string("all")) +
+                                   " training documents): the training domains cluster-0 ... cluster-" +
+                                   std::to_string(c.k - 1));
+  }
 }
 
 struct ParamCount {
@@ -275,7 +282,9 @@ void print_eval(const Deck& deck, std::ostream& out) {
   }
   if (has(phases, "eval")) {
     out << "\nEvaluation on the " << deck.eval.split << " split of every domain"
-        << (n_domains > 0 && !deck.data.train_domains.empty() ? " (" + std::to_string(n_domains) + ")" : std::string())
+        << (n_domains > 0 && !deck.data.train_domains.empty()
+                ? " (" + std::to_string(n_domains + deck.cluster_domains().size()) + ")"  // and each cluster
+                : std::string())
         << ", " << (deck.eval.max_tokens_per_domain > 0 ? "at most " + commas(deck.eval.max_tokens_per_domain) + " tokens each"
                                                         : "whole splits")
         << ", blocks of " << deck.model.max_position_embeddings << " tokens\n";
@@ -294,9 +303,14 @@ void print_eval(const Deck& deck, std::ostream& out) {
     }
     out << "  ensembles (cached prior: EMA rate " << number(deck.eval.prior_alpha) << " over "
         << deck.eval.prior_sequences << " valid sequences):\n";
-    TextTable t({"name", "prior", "posterior", "top_k"}, "lllr");
+    TextTable t({"name", "router", "prior / weights", "posterior", "top_k"}, "llllr");
     for (const auto& e : deck.eval.ensembles) {
-      t.add({e.name, e.prior, e.posterior, e.top_k == 0 ? "all" : std::to_string(e.top_k)});
+      const std::string top_k = e.top_k == 0 ? "all" : std::to_string(e.top_k);
+      if (e.router == "cluster") {
+        t.add({e.name, "cluster", "exp(-d^" + std::to_string(e.distance_power) + "/" + number(e.temperature) + ")", "-", top_k});
+      } else {
+        t.add({e.name, "posterior", e.prior, e.posterior, top_k});
+      }
     }
     t.print(out, "    ");
   }
@@ -432,6 +446,7 @@ void print_plan(const Deck& deck, int world_size, std::ostream& out) {
   for (const auto& p : kAllPhases) {
     if (!has(deck.run.phases, p)) continue;
     if ((p == "mix" || p == "finetune") && deck.mix.models.empty()) continue;  // nothing to do without [[mix.models]]
+    if (p == "cluster" && !deck.clustering()) continue;  // nothing to do without [cluster]
     phases.push_back(p == "baseline" && !deck.baseline.enabled ? "baseline (disabled: baseline.enabled = false)" : p);
   }
   out << "\nPhases\n  " << (phases.empty() ? "none" : join(phases, " -> ")) << "\n";

@@ -131,6 +131,19 @@ std::vector<Field> data_fields(DataConfig& c) {
           real("max_mb_per_domain", c.max_mb_per_domain, 0, kInf, false, false)};
 }
 
+std::vector<Field> cluster_fields(ClusterConfig& c) {
+  return {flag("enabled", c.enabled),
+          integer("k", c.k, 1, 65536),
+          text("method", c.method, {"balanced", "unbalanced", "random"}),
+          integer("svd_dims", c.svd_dims, 1, 100000),
+          count("sample_docs", c.sample_docs, 0),
+          integer("iterations", c.iterations, 1, 100000),
+          text("assign", c.assign, {"nearest", "balanced"}),
+          real("temperature", c.temperature, 0, kInf, true, false),
+          integer("top_k", c.top_k, 1, 65536),
+          count("seed", c.seed, 0, kInf)};
+}
+
 std::vector<Field> model_fields(ModelConfig& c) {
   return {integer("hidden_size", c.hidden_size, 1, 65536),
           integer("intermediate_size", c.intermediate_size, 1, 1048576, true),
@@ -212,7 +225,10 @@ std::vector<Field> ensemble_fields(EnsembleConfig& c) {
   return {required(name("name", c.name)),
           text("prior", c.prior, {"uniform", "cached"}),
           text("posterior", c.posterior, {"exact", "previous_token"}),
-          integer("top_k", c.top_k, 0, 4096)};
+          integer("top_k", c.top_k, 0, 4096),
+          text("router", c.router, {"posterior", "cluster"}),
+          real("temperature", c.temperature, 0, 1e6, true, false),
+          integer("distance_power", c.distance_power, 2, 4)};
 }
 
 std::vector<Field> mix_fields(MixConfig& c) {

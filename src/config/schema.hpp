@@ -48,11 +48,12 @@ bool is_name(std::string_view s);
 inline const char* kNameRule = "a string of letters, digits, '.', '_', '-', '+' (not starting with '.')";
 
 // The deck's top-level tables, in file order.
-inline const std::vector<std::string> kSections = {"run",     "data",     "model", "train",    "seed",
-                                                   "experts", "baseline", "average", "mix", "finetune", "eval"};
+inline const std::vector<std::string> kSections = {"run",     "data",     "cluster", "model", "train",    "seed",
+                                                   "experts", "baseline", "average", "mix",   "finetune", "eval"};
 
 std::vector<Field> run_fields(RunConfig& c);
 std::vector<Field> data_fields(DataConfig& c);
+std::vector<Field> cluster_fields(ClusterConfig& c);
 std::vector<Field> model_fields(ModelConfig& c);
 // The MoE keys (is_moe_model_key) are echoed by to_toml only for MoE models, so a dense
 // deck's resolved text is unchanged.

@@ -40,6 +40,7 @@ void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, co
   f.write<double>("/results/perplexity", perplexity);
   f.set_attr("/results", "train_domains", join(plan.train_domains));
   f.set_attr("/results", "heldout_domains", join(plan.heldout_domains));
+  if (!plan.cluster_domains.empty()) f.set_attr("/results", "cluster_domains", join(plan.cluster_domains));
   f.set_attr("/results", "split", plan.split);
   f.set_attr<std::uint64_t>("/results", "max_tokens_per_domain", plan.max_tokens_per_domain);
   f.set_attr<std::int64_t>("/results", "prior_sequences", plan.prior_sequences);
@@ -83,6 +84,28 @@ void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, co
         f.set_attr<std::uint64_t>(g + "/" + d, "routed_tokens", s.routed_tokens);
       }
     }
+  }
+  // Routed ensembles: their settings, and per domain the expert-blocks routing needed and skipped.
+  for (const auto& ens : plan.ensembles) {
+    const auto it = results.routed.find(ens.name);
+    if (it == results.routed.end()) continue;
+    const std::string g = "/routing/" + ens.name;
+    std::vector<std::string> domains;
+    std::vector<std::uint64_t> blocks, needed, skipped;
+    for (const auto& [d, c] : it->second) {
+      domains.push_back(d);
+      blocks.push_back(c.blocks);
+      needed.push_back(c.needed);
+      skipped.push_back(c.skipped);
+    }
+    f.write_strings(g + "/domain", domains);
+    f.write<std::uint64_t>(g + "/blocks", blocks);
+    f.write<std::uint64_t>(g + "/expert_blocks", needed);
+    f.write<std::uint64_t>(g + "/skipped_expert_blocks", skipped);
+    f.set_attr<std::int64_t>(g, "top_k", ens.top_k);
+    f.set_attr<double>(g, "temperature", ens.temperature);
+    f.set_attr<std::int64_t>(g, "distance_power", ens.distance_power);
+    f.set_attr(g, "clusters_file", plan.clusters_file.string());
   }
   w.commit();
 }

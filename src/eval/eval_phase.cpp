@@ -1,9 +1,11 @@
 // The eval phase of `btm run`: every model the earlier phases wrote, every ensemble of the
 // deck, on every train and held-out domain; eval.h5 and a table on stdout. Always
 // recomputed (cheap next to training); the atomic write replaces the previous eval.h5.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "btm/error.hpp"
 #include "btm/eval/evaluate.hpp"
@@ -39,6 +41,20 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
   EvalPlan plan;
   plan.train_domains = train_domains_of(deck, data);
   plan.heldout_domains = deck.data.heldout_domains;
+  if (deck.clustering()) {
+    // C-BTM: the corpus's training domains (data.h5), the held-out ones, then each cluster
+    // (clustered.h5); routed ensembles use clusters.h5.
+    plan.train_domains = deck.data.train_domains;
+    if (plan.train_domains.empty()) {
+      for (const auto& d : data.domains()) {
+        if (std::find(plan.heldout_domains.begin(), plan.heldout_domains.end(), d) == plan.heldout_domains.end()) {
+          plan.train_domains.push_back(d);
+        }
+      }
+    }
+    plan.cluster_domains = deck.cluster_domains();
+    plan.clusters_file = deck.clusters_file();
+  }
   plan.split = deck.eval.split;
   plan.context = deck.model.max_position_embeddings;
   plan.max_tokens_per_domain = deck.eval.max_tokens_per_domain;
@@ -113,6 +129,8 @@ void run_eval(const Deck& deck, const Comm& world, SingleExperts single_experts)
   validate_ensembles(deck.eval.ensembles);  // before anything else: a deck error is a deck error
   Dataset data(deck.data_file());
   forest_in_deck_order(deck, data, world);  // forest.h5 in the order of the table
+  std::optional<Dataset> clustered;
+  if (deck.clustering()) clustered.emplace(deck.clustered_file());
   const EvalPlan plan = eval_plan_from_deck(deck, data, single_experts);
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
   ModelPool pool(*backend, data.vocab_size(), plan.context);
@@ -120,7 +138,14 @@ void run_eval(const Deck& deck, const Comm& world, SingleExperts single_experts)
   for (const auto& m : plan.methods()) methods += (methods.empty() ? "" : ",") + m;
   log_root("phase=eval status=start split=" + plan.split + " domains=" + std::to_string(plan.domains().size()) +
            " methods=" + methods + " ranks=" + std::to_string(world.size()));
-  const EvalResults results = evaluate(plan, data, pool, world);
+  const EvalResults results = evaluate(plan, data, pool, world, clustered ? &*clustered : nullptr);
+  for (const auto& [ensemble, by_domain] : results.routed) {
+    for (const auto& [d, c] : by_domain) {
+      log_root("phase=eval ensemble=" + ensemble + " router=cluster domain=" + d + " blocks=" + std::to_string(c.blocks) +
+               " expert_blocks=" + std::to_string(c.needed) + " skipped_expert_blocks=" + std::to_string(c.skipped) +
+               " expert_blocks_run=" + std::to_string(results.expert_blocks_run.count(d) ? results.expert_blocks_run.at(d) : 0));
+    }
+  }
   if (world.is_root()) {
     write_eval_file(deck.eval_file(), plan, results, to_toml(deck));
     log_line(format_table(plan, results));

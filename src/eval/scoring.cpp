@@ -140,7 +140,7 @@ std::vector<std::vector<float>> score_expert_tasks(ModelPool& pool, const std::v
       const std::size_t stride = task.blocks.size() * std::size_t(ctx);
       float* dst = out[i].data() + row * stride;
       Llama& model = pool.load(files[e]);
-      score_blocks(model, data, task.domain, task.split, task.blocks, mine, batch, ctx,
+      score_blocks(model, task.data ? *task.data : data, task.domain, task.split, task.blocks, mine, batch, ctx,
                    [&](std::size_t b, const float* nll) {
                      float* d = dst + (mine.begin + b) * ctx;
                      for (int t = 0; t < ctx; ++t) d[t] = -nll[t];

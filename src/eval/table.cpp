@@ -26,7 +26,7 @@ std::string pad_right(const std::string& s, std::size_t w) { return s + std::str
 std::string format_table(const EvalPlan& plan, const EvalResults& results) {
   const std::vector<std::string> methods = plan.methods();
   const std::vector<std::string> domains = plan.domains();
-  const std::string in_mean = "in-domain mean", out_mean = "held-out mean";
+  const std::string in_mean = "in-domain mean", out_mean = "held-out mean", cluster_mean = "cluster mean";
 
   auto ppl = [&](const std::string& m, const std::string& d) {
     const ResultRow* r = results.find(m, d);
@@ -73,9 +73,14 @@ std::string format_table(const EvalPlan& plan, const EvalResults& results) {
     if (!plan.train_domains.empty()) out << rule << "\n";
     domain_rows(plan.heldout_domains);
   }
+  if (!plan.cluster_domains.empty()) {
+    out << rule << "\n";
+    domain_rows(plan.cluster_domains);
+  }
   out << rule << "\n";
   if (!plan.train_domains.empty()) row(in_mean, "", [&](const std::string& m) { return mean(m, plan.train_domains); });
   if (!plan.heldout_domains.empty()) row(out_mean, "", [&](const std::string& m) { return mean(m, plan.heldout_domains); });
+  if (!plan.cluster_domains.empty()) row(cluster_mean, "", [&](const std::string& m) { return mean(m, plan.cluster_domains); });
   return out.str();
 }
 

@@ -35,7 +35,7 @@ void write_average(const Deck& deck, const std::string& name, const std::vector<
 }  // namespace
 
 PhaseStatus run_average(const Deck& deck, const Comm& world) {
-  Dataset data(deck.data_file());
+  Dataset data(deck.train_data_file());
   const Forest forest = forest_in_deck_order(deck, data, world);
   if (forest.experts().empty()) {
     throw Error("the average phase needs experts in " + deck.forest_file().string() + "; run the experts phase first");

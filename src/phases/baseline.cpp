@@ -14,7 +14,7 @@ PhaseStatus run_baseline(const Deck& deck, const Comm& world) {
     log_root("phase=baseline status=skipped reason=disabled");
     return PhaseStatus::done;
   }
-  Dataset data(deck.data_file());
+  Dataset data(deck.train_data_file());
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
   TrainJob job;
   job.phase = "baseline";

@@ -6,6 +6,7 @@
 namespace btm {
 
 std::vector<std::string> train_domains_of(const Deck& deck, const Dataset& data) {
+  if (deck.clustering()) return deck.cluster_domains();  // clustered.h5's training domains
   if (!deck.data.train_domains.empty()) return deck.data.train_domains;
   std::vector<std::string> out;
   for (const auto& d : data.domains()) {

@@ -189,7 +189,7 @@ ForestEntry add_expert_file(const std::filesystem::path& forest_file, const std:
 }
 
 PhaseStatus run_experts(const Deck& deck, const Comm& world) {
-  const Dataset data(deck.data_file());
+  const Dataset data(deck.train_data_file());
   const std::vector<std::string> experts = expert_names_of(deck, data);
   if (experts.empty()) throw Error("no experts to train: set data.train_domains or experts.domains");
   const GroupLayout layout = GroupLayout::make(world.size(), static_cast<int>(experts.size()));

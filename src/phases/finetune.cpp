@@ -19,7 +19,7 @@ PhaseStatus run_finetune(const Deck& deck, const Comm& world, const TrainControl
     log_root("phase=finetune status=skipped reason=no_models (no [[mix.models]] with finetune = true)");
     return PhaseStatus::done;
   }
-  Dataset data(deck.data_file());
+  Dataset data(deck.train_data_file());
   const Forest forest = Forest::load(deck.forest_file());
   const std::vector<std::string> train_domains = train_domains_of(deck, data);
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});

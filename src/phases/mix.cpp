@@ -31,7 +31,7 @@ void run_mix(const Deck& deck, const Comm& world) {
     log_root("phase=mix status=skipped reason=no_models (the deck has no [[mix.models]])");
     return;
   }
-  Dataset data(deck.data_file());
+  Dataset data(deck.train_data_file());
   const Forest forest = Forest::load(deck.forest_file());
   const std::vector<std::string> train_domains = train_domains_of(deck, data);
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});

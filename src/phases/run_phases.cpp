@@ -43,6 +43,7 @@ bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const 
     log_root("# phase " + phase);
     PhaseStatus status = PhaseStatus::done;
     if (phase == "prepare") run_prepare(deck, world);
+    else if (phase == "cluster") run_cluster(deck, world);
     else if (phase == "seed") status = run_seed(deck, world);
     else if (phase == "experts") status = run_experts(deck, world);
     else if (phase == "baseline") status = run_baseline(deck, world);

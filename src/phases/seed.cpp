@@ -38,7 +38,7 @@ ModelFile load_init_model(const Deck& deck, const Dataset& data) {
 }  // namespace
 
 PhaseStatus run_seed(const Deck& deck, const Comm& world) {
-  Dataset data(deck.data_file());
+  Dataset data(deck.train_data_file());
   if (!deck.seed.init.empty() && deck.seed.tokens == 0) {
     // The init model is the seed: written once as a finished checkpoint of zero steps.
     ModelFile init = load_init_model(deck, data);

@@ -41,7 +41,7 @@ TEST(RunCommand, UnknownPhaseIsRefusedBeforeTheDeckIsEchoedOrAnythingRuns) {
   auto dir = btm::test::fresh_dir("run_cli_bad_phase");
   Result r = run_btm("run inputs/quickstart.toml --phases prepare,sed --set run.out_dir='" + (dir / "out").string() + "'", dir);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_TRUE(contains(r.err, "unknown phase 'sed'; expected one of: prepare, seed, experts, baseline, average, mix, finetune, eval"));
+  EXPECT_TRUE(contains(r.err, "unknown phase 'sed'; expected one of: prepare, cluster, seed, experts, baseline, average, mix, finetune, eval"));
   EXPECT_EQ(r.out.find("resolved deck"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
   std::filesystem::remove_all(dir);

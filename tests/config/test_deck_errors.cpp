@@ -45,8 +45,8 @@ TEST(DeckErrors, UnknownKeyWithNothingCloseListsTheValidKeys) {
 
 TEST(DeckErrors, UnknownSectionListsTheSections) {
   auto msg = deck_error(kGoodDeck + "[optimizer]\nlr = 0.1\n");
-  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine, 2) + "optimizer: unknown section; expected one of: run, data, model, train, seed, experts, "
-                            "baseline, average, mix, finetune, eval"));
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine, 2) + "optimizer: unknown section; expected one of: run, data, cluster, model, train, seed, "
+                            "experts, baseline, average, mix, finetune, eval"));
 }
 
 TEST(DeckErrors, MisspelledSectionSuggestsTheSection) {
@@ -217,7 +217,7 @@ TEST(DeckErrors, VocabularyOutOfRange) {
 TEST(DeckErrors, UnknownPhase) {
   auto msg = deck_error("[run]\nphases = [\"prepare\", \"experst\"]\n" + kGoodDeck.substr(kGoodDeck.find("[data]")));
   EXPECT_TRUE(contains(msg, "bad.toml:2:22: run.phases[1]: found \"experst\" (did you mean 'experts'?); expected one "
-                            "of: prepare, seed, experts, baseline, average, mix, finetune, eval"));
+                            "of: prepare, cluster, seed, experts, baseline, average, mix, finetune, eval"));
 }
 
 TEST(DeckErrors, DuplicatePhase) {
@@ -370,4 +370,36 @@ TEST(DeckErrors, UnknownMoeRoutingListsTheModes) {
   auto msg = deck_error(kGoodDeck + "num_local_experts = 2\nmoe_routing = \"top2\"\n");
   EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 1, 15) + "model.moe_routing:"));
   EXPECT_TRUE(contains(msg, "top_k, switch, soft, sample_top1"));
+}
+
+TEST(DeckErrors, RoutedEnsembleWithoutAClusteringNamesTheRouter) {
+  auto msg = deck_error(kGoodDeck + "[[eval.ensembles]]\nname = \"c\"\nrouter = \"cluster\"\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 2, 10) + "eval.ensembles[0].router: \"cluster\" but the deck has no "
+                                                                   "clustering"))
+      << msg;
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[cluster]\nenabled = false\n[[eval.ensembles]]\nname = \"c\"\nrouter = \"cluster\"\n"),
+                       "eval.ensembles[0].router"));
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[[eval.ensembles]]\nname = \"c\"\nrouter = \"clusters\"\n"),
+                       "eval.ensembles[0].router: found \"clusters\" (did you mean 'cluster'?)"));
+}
+
+TEST(DeckErrors, RoutedTopKBeyondTheClusters) {
+  auto msg = deck_error(kGoodDeck + "[cluster]\nk = 3\n[[eval.ensembles]]\nname = \"c\"\nrouter = \"cluster\"\ntop_k = 4\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 5, 9) + "eval.ensembles[0].top_k: found 4 but there are only 3 "
+                                                                  "clusters (cluster.k)"))
+      << msg;
+  EXPECT_TRUE(contains(deck_error(kGoodDeck + "[cluster]\nk = 3\ntop_k = 4\n"), "cluster.top_k: found 4 but cluster.k = 3"));
+}
+
+TEST(DeckErrors, RoutedTemperatureMustBePositive) {
+  for (const std::string t : {"0", "-0.5"}) {
+    auto msg = deck_error(kGoodDeck + "[cluster]\nk = 3\n[[eval.ensembles]]\nname = \"c\"\nrouter = \"cluster\"\ntemperature = " + t + "\n");
+    EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 5, 15) + "eval.ensembles[0].temperature: found " + t)) << msg;
+    EXPECT_TRUE(contains(msg, "expected a number in (0, 1000000]")) << msg;
+  }
+}
+
+TEST(DeckErrors, RoutedDistancePowerIsTwoOrFour) {
+  auto msg = deck_error(kGoodDeck + "[cluster]\nk = 3\n[[eval.ensembles]]\nname = \"c\"\nrouter = \"cluster\"\ndistance_power = 3\n");
+  EXPECT_TRUE(contains(msg, "eval.ensembles[0].distance_power: found 3; expected 2 (exp(-d²/T)) or 4")) << msg;
 }

@@ -379,3 +379,39 @@ TEST(DeckMoe, DenseDecksEchoNoMoeKeys) {
   }
   EXPECT_TRUE(contains(text, "initializer_range = 0.02\n\n[train]"));
 }
+
+TEST(DeckDefaults, RoutedEnsemblesTakeTopKAndTemperatureFromTheClusterSection) {
+  Deck d = parse_deck(kGoodDeck + R"([cluster]
+k = 4
+top_k = 2
+temperature = 0.25
+[[eval.ensembles]]
+name = "routed"
+router = "cluster"
+[[eval.ensembles]]
+name = "routed-own"
+router = "cluster"
+top_k = 0
+temperature = 2
+distance_power = 4
+[[eval.ensembles]]
+name = "btm"
+)",
+                      "t.toml");
+  ASSERT_EQ(d.eval.ensembles.size(), 3u);
+  EXPECT_EQ(d.eval.ensembles[0].top_k, 2);
+  EXPECT_EQ(d.eval.ensembles[0].temperature, 0.25);
+  EXPECT_EQ(d.eval.ensembles[0].distance_power, 2);
+  EXPECT_EQ(d.eval.ensembles[1].top_k, 0);
+  EXPECT_EQ(d.eval.ensembles[1].temperature, 2.0);
+  EXPECT_EQ(d.eval.ensembles[1].distance_power, 4);
+  EXPECT_EQ(d.eval.ensembles[2].router, "posterior");
+  EXPECT_EQ(d.eval.ensembles[2].top_k, 0);  // the posterior router keeps its own default
+  // --set on [cluster] reaches the routed ensembles that leave the keys out; the resolved
+  // deck reads back the same.
+  Deck s = parse_deck(kGoodDeck + "[cluster]\nk = 4\n[[eval.ensembles]]\nname = \"r\"\nrouter = \"cluster\"\n", "t.toml",
+                      {"cluster.temperature=0.5", "cluster.top_k=3"});
+  EXPECT_EQ(s.eval.ensembles[0].temperature, 0.5);
+  EXPECT_EQ(s.eval.ensembles[0].top_k, 3);
+  EXPECT_TRUE(parse_deck(btm::to_toml(d), "resolved.toml").eval == d.eval);
+}

@@ -42,6 +42,11 @@ class Tokenizer {
   std::vector<std::int32_t> encode(std::string_view text) const;
   std::string decode(const std::vector<std::int32_t>& ids) const;
   std::string piece(int id) const;  // the piece text, for display
+  // Piece kinds, as SentencePiece's decode treats them: control pieces (bos, eos, pad)
+  // decode to nothing, byte-fallback pieces <0xHH> to one byte each.
+  bool is_control(int id) const;
+  bool is_byte(int id) const;
+  bool is_unknown(int id) const;
 
   int vocab_size() const;
   int bos_id() const;

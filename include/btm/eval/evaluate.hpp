@@ -37,6 +37,12 @@ struct ExpertModel {
 
 struct EvalPlan {
   std::vector<std::string> train_domains, heldout_domains;
+  // C-BTM: the clusters' domains ("cluster-<i>"), read from the clustered data file that
+  // evaluate() is given; evaluated after the held-out domains.
+  std::vector<std::string> cluster_domains;
+  // The clustering (clusters.h5) that ensembles with router = "cluster" route with; their
+  // experts are the forest's experts of the domains cluster-0 ... cluster-<k-1>.
+  std::filesystem::path clusters_file;
   std::string split = "test";
   int context = 0;  // block length; 0: the first model's max_position_embeddings
   std::uint64_t max_tokens_per_domain = 0;
@@ -53,7 +59,7 @@ struct EvalPlan {
   // domains are processed in as few passes as fit.
   std::size_t grid_floats = std::size_t(1) << 28;
 
-  std::vector<std::string> domains() const;  // train, then held-out
+  std::vector<std::string> domains() const;  // train, held-out, then clusters
   std::vector<std::string> methods() const;  // column order
 };
 
@@ -74,11 +80,20 @@ struct EvalResults {
   std::map<std::string, std::map<std::string, std::vector<int>>> selected;
   // MoE methods: routing statistics per domain, summed over every rank.
   std::map<std::string, std::map<std::string, RoutingStats>> routing;
+  // Ensembles with router = "cluster", per domain: the expert-blocks (expert x eval block)
+  // their routing needs, and those it skips (experts outside every target's top-k).
+  struct RoutedCount {
+    std::uint64_t blocks = 0, needed = 0, skipped = 0;
+  };
+  std::map<std::string, std::map<std::string, RoutedCount>> routed;
+  // Expert-blocks the grid scored per domain (every method together).
+  std::map<std::string, std::uint64_t> expert_blocks_run;
 
   const ResultRow* find(const std::string& method, const std::string& domain) const;
 };
 
-// Checks eval.ensembles: prior, posterior and top_k (top_k > 0 needs a cached prior).
+// Checks eval.ensembles: router, prior, posterior and top_k (top_k > 0 needs a cached prior),
+// and for router = "cluster" temperature > 0 and distance_power 2 or 4.
 // The error names eval.ensembles[i].<key> and the ensemble.
 void validate_ensembles(const std::vector<EnsembleConfig>& ensembles);
 
@@ -86,9 +101,18 @@ void validate_ensembles(const std::vector<EnsembleConfig>& ensembles);
 // eval.ensembles[i].<key>), method names, at least one model. Throws btm::Error.
 void validate_plan(const EvalPlan& plan);
 
-// Evaluates the plan over `comm` (collective; identical results on every rank).
-EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool, const Comm& comm);
-EvalResults evaluate(const EvalPlan& plan, const Dataset& data, Backend& backend, const Comm& comm);
+// Evaluates the plan over `comm` (collective; identical results on every rank). The
+// plan's cluster domains are read from `clustered` (required when there are any), every
+// other domain from `data`.
+//
+// Ensembles with router = "cluster" (btm/eval/routing.hpp): every rank computes the routing
+// weights of every block identically (they depend on the tokens and the clustering only),
+// and an expert is scored on a block only when some target of the block routes to it (or
+// another method needs it there).
+EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool, const Comm& comm,
+                     const Dataset* clustered = nullptr);
+EvalResults evaluate(const EvalPlan& plan, const Dataset& data, Backend& backend, const Comm& comm,
+                     const Dataset* clustered = nullptr);
 
 // eval.h5 (DESIGN, Files), written atomically by the caller's rank: /results parallel
 // datasets method, domain, split (strings), tokens (uint64), nll, perplexity (float64), with
@@ -96,12 +120,14 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, Backend& backend
 // /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior; for MoE
 // methods /routing/<method>/experts (strings) and /routing/<method>/<domain>/{tokens,
 // gate_sum} (float64 [L, E]: tokens routed to each expert, their summed gate weights) and
-// dropped (uint64 [L], over capacity), attribute routed_tokens.
+// dropped (uint64 [L], over capacity), attribute routed_tokens; for routed ensembles
+// /routing/<ensemble>/{domain, blocks, expert_blocks, skipped_expert_blocks} (parallel
+// datasets; attrs top_k, temperature, distance_power, clusters_file).
 void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, const EvalResults& results,
                      const std::string& deck_toml);
 
-// The perplexity table: rows = domains (train, then held-out), `in-domain mean` and
-// `held-out mean` (arithmetic means of the per-domain perplexities; "-" when a method lacks
+// The perplexity table: rows = domains (train, held-out, clusters), `in-domain mean`,
+// `held-out mean` and `cluster mean` (arithmetic means of the per-domain perplexities; "-" when a method lacks
 // a domain of the group); columns = methods.
 std::string format_table(const EvalPlan& plan, const EvalResults& results);
 

@@ -70,6 +70,7 @@ struct ExpertTask {
   std::string domain, split;
   std::vector<std::uint64_t> blocks;
   std::vector<int> experts;
+  const Dataset* data = nullptr;  // where the domain is; null: score_expert_tasks' `data`
 };
 
 // Runs every task on the 2-D grid over `comm` (collective): the experts that appear in some
