@@ -5,7 +5,7 @@
 #
 # 1. builds btm with the cuda preset (cmake --preset cuda, build-cuda/), finding cuDNN 9 and
 #    NCCL also where they exist only as pip wheels (nvidia-cudnn-cu*, nvidia-nccl-cu*);
-# 2. writes a synthetic data.h5 (Zipf-distributed tokens, vocabulary 32000, DESIGN layout),
+# 2. writes a synthetic data.h5 (Zipf-distributed tokens, vocabulary 32000, ARCHITECTURE layout),
 #    unless --data names one (e.g. from `btm run DECK --phases prepare`);
 # 3. measures the bf16 GEMM peak of this GPU (torch.matmul 8192^3, random data), before and
 #    after the runs; MFU is quoted against the larger of the two;

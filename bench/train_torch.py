@@ -8,7 +8,7 @@ the training domains' /domains/<domain>/train/tokens, cut as btm cuts them (bloc
 token i*context, so no target is in two blocks), shuffled per epoch without repeats across
 ranks, taken from the domains in turn (balanced).
 
-Same model and training step as btm (DESIGN.md "Model"): token embedding, per layer RMSNorm,
+Same model and training step as btm (ARCHITECTURE.md "Model"): token embedding, per layer RMSNorm,
 attention with HF rotate_half RoPE and optional grouped KV heads, SwiGLU MLP, final RMSNorm,
 LM head (optionally tied), no biases; AdamW (decoupled weight decay on 2-D matrices only),
 linear warmup + cosine schedule, global-norm gradient clipping, gradient accumulation.

@@ -6,7 +6,7 @@
     python3 bench/train_torch_gpu.py write-data OUT.h5 [--vocab 32000] [--tokens-per-domain N]
     python3 bench/train_torch_gpu.py report RESULTS.jsonl --peak-tflops X [--out table.md]
 
-train: the same model and training step as btm (DESIGN.md "Model"): token embedding, per
+train: the same model and training step as btm (ARCHITECTURE.md "Model"): token embedding, per
 layer RMSNorm, attention with Hugging Face rotate_half RoPE and optional grouped KV heads,
 SwiGLU MLP, final RMSNorm, LM head (optionally tied), no biases; fp32 master weights with
 bf16 autocast, torch.compile, F.scaled_dot_product_attention(is_causal=True) (flash/cuDNN
@@ -24,7 +24,7 @@ per epoch, domains taken in turn (btm's balanced mixing). The token streams are 
 memory once, so data loading costs PyTorch almost nothing.
 
 peak: mean rate of an NxNxN bf16 torch.matmul on random data (after warm-up): the peak that
-MFU is quoted against. write-data: a btm data.h5 (DESIGN "Files") of Zipf-distributed
+MFU is quoted against. write-data: a btm data.h5 (ARCHITECTURE "Files") of Zipf-distributed
 synthetic tokens, for machines without a corpus. report: the markdown table of the benchmark.
 """
 import argparse
@@ -174,7 +174,7 @@ def parse_args(argv=None):
 
 
 def write_data(args):
-    """DESIGN "Files": /tokenizer/model (bytes; attrs vocab_size, bos_id, eos_id) and per domain
+    """ARCHITECTURE "Files": /tokenizer/model (bytes; attrs vocab_size, bos_id, eos_id) and per domain
     and split /domains/<d>/<split>/{tokens, doc_offsets, doc_ids}, documents ending in EOS."""
     import h5py
     rng = np.random.default_rng(args.seed)

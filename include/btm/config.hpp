@@ -152,7 +152,7 @@ struct EvalConfig {
   bool operator==(const EvalConfig&) const = default;
 };
 
-// BTX (DESIGN, Shape: mix, finetune): one MoE model built from the forest (or from copies
+// BTX (ARCHITECTURE, Shape: mix, finetune): one MoE model built from the forest (or from copies
 // of the seed: sparse upcycling), then finetuned. src/phases/mixing.cpp builds it.
 struct MixModel {
   std::string name;                  // mixed/<name>.h5; finetuned: <name>.h5, eval column <name>

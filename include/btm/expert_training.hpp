@@ -1,5 +1,5 @@
 #pragma once
-// Expert training inside one expert group (DESIGN, Process layout). Everything here uses
+// Expert training inside one expert group (ARCHITECTURE, Process layout). Everything here uses
 // only the group communicator it is given: groups never talk to each other while they
 // train, which tests/phases proves by counting MPI calls.
 #include <string>

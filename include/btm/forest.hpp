@@ -1,5 +1,5 @@
 #pragma once
-// The ELM forest manifest, forest.h5 (DESIGN, Files): one row per expert in parallel
+// The ELM forest manifest, forest.h5 (ARCHITECTURE, Files): one row per expert in parallel
 // datasets under /experts: name, domain, parent, file (relative to forest.h5's folder
 // unless absolute), architecture (ModelConfig::architecture_hash) as strings, and tokens
 // (uint64). Every expert of a forest shares one architecture.

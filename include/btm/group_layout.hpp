@@ -1,5 +1,5 @@
 #pragma once
-// Expert groups (DESIGN, Process layout): P world ranks, E experts, G = min(P, E) groups.
+// Expert groups (ARCHITECTURE, Process layout): P world ranks, E experts, G = min(P, E) groups.
 // Group g owns world ranks [g*P/G, (g+1)*P/G) and trains experts e with e % G == g, one
 // after another.
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// Branch-Train-MiX (DESIGN, Shape: mix): the feed-forward blocks of dense models become the
+// Branch-Train-MiX (ARCHITECTURE, Shape: mix): the feed-forward blocks of dense models become the
 // experts of one MoE layer per layer (Mixtral names), every other tensor is their weighted
 // average, and each layer gets a router. Sparse upcycling is the case where every expert
 // is the seed.

@@ -1,5 +1,5 @@
 #pragma once
-// The pipeline phases of `btm run` (DESIGN, Shape). Each phase reads what earlier phases
+// The pipeline phases of `btm run` (ARCHITECTURE, Shape). Each phase reads what earlier phases
 // wrote under deck.run.out_dir, writes its own files, and is skipped when already done.
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-// `btm inspect`: a readable summary of a btm HDF5 file, recognised by its layout (DESIGN,
+// `btm inspect`: a readable summary of a btm HDF5 file, recognised by its layout (ARCHITECTURE,
 // Files). Anything unrecognised gets a generic tree: groups, datasets (dtype, shape) and
 // attributes.
 #include "btm/inspect.hpp"

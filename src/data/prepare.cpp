@@ -1,4 +1,4 @@
-// The prepare phase: corpus -> SentencePiece tokenizer -> data.h5 (DESIGN, Files).
+// The prepare phase: corpus -> SentencePiece tokenizer -> data.h5 (ARCHITECTURE, Files).
 //
 // Work sharing. Every rank reads the corpus once to build the same Catalog (metadata only),
 // so ranks agree on every document's place without messages. Each (domain, split) is cut

@@ -1,4 +1,4 @@
-// eval.h5 (DESIGN, Files): the results table and the cached priors.
+// eval.h5 (ARCHITECTURE, Files): the results table and the cached priors.
 #include <algorithm>
 
 #include "btm/eval/evaluate.hpp"

@@ -1,5 +1,5 @@
 // The plan `btm check` prints: steps, baseline tokens, parameter count, and the expert
-// groups of DESIGN's process layout for several world sizes.
+// groups of ARCHITECTURE's process layout for several world sizes.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -7,7 +7,7 @@
 
 using btm::GroupLayout;
 
-// Every property of DESIGN's layout, for every (P, E) up to 64 x 24.
+// Every property of ARCHITECTURE's layout, for every (P, E) up to 64 x 24.
 TEST(GroupLayout, PartitionsRanksAndExpertsForManyShapes) {
   for (int P = 1; P <= 64; ++P) {
     for (int E = 1; E <= 24; ++E) {

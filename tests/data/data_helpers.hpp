@@ -16,7 +16,7 @@ struct SyntheticSplit {
   std::uint32_t first = 0;
 };
 
-// Writes a data.h5 with the DESIGN layout whose tokens are known (one document per split,
+// Writes a data.h5 with the ARCHITECTURE layout whose tokens are known (one document per split,
 // the last token an EOS). Called by every rank; rank 0 writes, then all ranks wait.
 void write_synthetic_data(const std::filesystem::path& path, const std::vector<SyntheticSplit>& splits);
 

@@ -1,5 +1,5 @@
 #pragma once
-// A data.h5 written directly in the DESIGN layout, with learnable token streams, so that
+// A data.h5 written directly in the ARCHITECTURE layout, with learnable token streams, so that
 // trainer tests need neither a corpus nor a tokenizer run.
 #include <filesystem>
 #include <random>

@@ -1,5 +1,5 @@
 #pragma once
-// Read access to data.h5 (DESIGN, Files): the tokenizer and, per domain and split, a token
+// Read access to data.h5 (ARCHITECTURE, Files): the tokenizer and, per domain and split, a token
 // stream with documents separated by EOS. A "block" is context+1 consecutive tokens
 // starting at block*context: inputs are its first `context` tokens, targets its last.
 //

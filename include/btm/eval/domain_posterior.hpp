@@ -1,5 +1,5 @@
 #pragma once
-// The cached domain posterior of a set of experts on one domain (DESIGN, Evaluation), for
+// The cached domain posterior of a set of experts on one domain (ARCHITECTURE, Evaluation), for
 // the phases that weight experts by it: posterior-weighted averages (average phase) and
 // experts.init = "posterior_average" (experts phase).
 //

@@ -1,5 +1,5 @@
 #pragma once
-// BTM ensembles: domain posteriors, mixtures, cached priors and top-k (DESIGN, Evaluation).
+// BTM ensembles: domain posteriors, mixtures, cached priors and top-k (ARCHITECTURE, Evaluation).
 // Pure functions, no MPI; double precision, log space.
 //
 // ---- Definitions -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #pragma once
 // Distributed perplexity of every model and ensemble on every evaluation domain
-// (DESIGN, Evaluation), the eval.h5 table and the stdout table.
+// (ARCHITECTURE, Evaluation), the eval.h5 table and the stdout table.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -114,7 +114,7 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
 EvalResults evaluate(const EvalPlan& plan, const Dataset& data, Backend& backend, const Comm& comm,
                      const Dataset* clustered = nullptr);
 
-// eval.h5 (DESIGN, Files), written atomically by the caller's rank: /results parallel
+// eval.h5 (ARCHITECTURE, Files), written atomically by the caller's rank: /results parallel
 // datasets method, domain, split (strings), tokens (uint64), nll, perplexity (float64), with
 // the settings as attributes of /results; /priors/experts (strings) and
 // /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior; for MoE

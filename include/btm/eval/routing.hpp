@@ -1,5 +1,5 @@
 #pragma once
-// C-BTM routing at inference (Gururangan et al. 2023, §2.3; DESIGN, Evaluation): the weight
+// C-BTM routing at inference (Gururangan et al. 2023, §2.3; ARCHITECTURE, Evaluation): the weight
 // of cluster expert j for target t is computed from the distance between the tf-idf
 // embedding of the prefix and the cluster centres,
 //     w_j(x_<t) ∝ exp(-d_j^p / T) over the top_k nearest centres, 0 elsewhere, sum 1,

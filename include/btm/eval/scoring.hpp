@@ -1,5 +1,5 @@
 #pragma once
-// Token scoring for evaluation (DESIGN, Evaluation and Process layout): dense models over
+// Token scoring for evaluation (ARCHITECTURE, Evaluation and Process layout): dense models over
 // every rank of a communicator, experts on the 2-D grid (expert group x rank in group).
 #include <cstdint>
 #include <filesystem>

@@ -1,5 +1,5 @@
 #pragma once
-// Model files (DESIGN, Files): /config attributes named as Hugging Face config.json keys,
+// Model files (ARCHITECTURE, Files): /config attributes named as Hugging Face config.json keys,
 // /params/<hf name> fp32 tensors, /meta (deck text, version, phase, parent, domain) and
 // /tokenizer/model (the SentencePiece model, so a model file stands on its own).
 // Training checkpoints add /optim, /train and /metrics (train/checkpoint.hpp).

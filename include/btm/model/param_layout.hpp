@@ -1,6 +1,6 @@
 #pragma once
 // Names, shapes and offsets of every parameter of a model in its one contiguous buffer
-// (DESIGN, Model). Gradients and optimizer moments use the same layout, so one offset
+// (ARCHITECTURE, Model). Gradients and optimizer moments use the same layout, so one offset
 // addresses a tensor in all of them.
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// The kernel set that forward and backward are written against (DESIGN, Backends).
+// The kernel set that forward and backward are written against (ARCHITECTURE, Backends).
 //
 // Memory: every pointer passed to a kernel is device memory obtained from alloc(). Two
 // element types appear:
