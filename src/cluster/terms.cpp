@@ -1,6 +1,7 @@
 // C-BTM's word tokenisation (include/btm/cluster/terms.hpp): Python's str.lower() and
 // (?u)\b\w\w+\b over UTF-8, with Unicode tables cut down to the scripts listed there.
 #include "btm/cluster/terms.hpp"
+#include "btm/data/utf8.hpp"
 
 #include <cstdint>
 
@@ -40,24 +41,6 @@ char32_t next_code_point(std::string_view s, std::size_t& i) {
   }
   i += extra + 1;
   return cp;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 bool in(char32_t c, char32_t lo, char32_t hi) { return c >= lo && c <= hi; }

@@ -1,4 +1,5 @@
 #include "btm/data/json.hpp"
+#include "btm/data/utf8.hpp"
 
 #include <cstdint>
 
@@ -19,24 +20,6 @@ const char* json_type_name(JsonType type) {
 namespace {
 
 constexpr int kMaxDepth = 256;  // nesting guard: a hostile line must not overflow the stack
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 std::string describe(std::string_view s, std::size_t pos) {
   if (pos >= s.size()) return "end of line";
