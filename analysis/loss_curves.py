@@ -59,8 +59,19 @@ def _series(h5, path, name, length=None):
     return ds[()].astype(np.float64)
 
 
+def _tokens_per_step(h5):
+    """Training tokens per optimizer step from /train's `tokens` and `step` (fixed batch), or None."""
+    a = h5["train"].attrs if "train" in h5 else {}
+    try:
+        tokens, step = float(_text(a["tokens"])), float(_text(a["step"]))
+    except (KeyError, ValueError):
+        return None
+    return tokens / step if step > 0 else None
+
+
 def read_metrics(path):
-    """{'step', 'loss', 'lr' (or None), 'valid': {domain: (steps, losses)}, 'label'}."""
+    """{'step', 'loss', 'lr' (or None), 'valid': {domain: (steps, losses)}, 'label', 'phase',
+    'tokens_per_step' (or None)}."""
     try:
         h5 = h5py.File(path, "r")
     except OSError as e:
@@ -96,6 +107,8 @@ def read_metrics(path):
                     steps = vstep
                 out["valid"][domain] = (steps, values)
         phase, domain = _meta(h5, "phase"), _meta(h5, "domain")
+        out["phase"] = phase
+        out["tokens_per_step"] = _tokens_per_step(h5)
     stem = os.path.splitext(os.path.basename(path))[0]
     out["label"] = ":".join(x for x in (phase, domain) if x) or stem
     return out
@@ -111,7 +124,8 @@ def smooth(y, window):
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot(runs, out, title=None, window=0, log_y=False):
+def plot(runs, out, title=None, window=0, log_y=False, x_tokens=False):
+    """x_tokens: x axis in training tokens (needs every run's tokens_per_step), else steps."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -125,6 +139,9 @@ def plot(runs, out, title=None, window=0, log_y=False):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, run in enumerate(runs):
         c = colors[i % len(colors)]
+        if x_tokens:
+            run = dict(run, step=run["step"] * run["tokens_per_step"],
+                       valid={d: (s * run["tokens_per_step"], v) for d, (s, v) in run["valid"].items()})
         a = ax["train"]
         if window > 1:
             a.plot(run["step"], run["loss"], color=c, alpha=0.25, lw=0.8)
@@ -149,7 +166,7 @@ def plot(runs, out, title=None, window=0, log_y=False):
         if log_y and name != "lr":
             a.set_yscale("log")
         a.legend(fontsize=7, ncol=2 if name == "valid" else 1)
-    axes[-1, 0].set_xlabel("step")
+    axes[-1, 0].set_xlabel("training tokens" if x_tokens else "step")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
