@@ -18,13 +18,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import loss_curves  # noqa: E402
 import perplexity_table  # noqa: E402
+import report  # noqa: E402
 import routing_heatmap  # noqa: E402
 
 KEEP = None
 
 
 def write_model(path, n=200, valid_every=None, phase="expert", domain="python", lr=True,
-                valid_domains=("python", "debian")):
+                valid_domains=("python", "debian"), tokens_per_step=None):
     rng = np.random.default_rng(len(path))
     step = np.arange(1, n + 1, dtype=np.int64)
     with h5py.File(path, "w") as h5:
@@ -41,6 +42,8 @@ def write_model(path, n=200, valid_every=None, phase="expert", domain="python", 
                 m["valid_step"] = vstep
             for i, d in enumerate(valid_domains):
                 m[f"valid/{d}"] = 2.5 + 0.4 * i + 4 * np.exp(-vstep / 70.0)
+        if tokens_per_step is not None:
+            h5.create_group("train").attrs.update({"step": str(n), "tokens": str(n * tokens_per_step)})
         meta = h5.create_group("meta")
         if phase:
             meta.attrs["phase"] = phase
@@ -339,6 +342,111 @@ class RoutingHeatmap(Base):
             h5["routing/btx/a/tokens"] = np.zeros((3, 2))
         self.assertIn("/routing/btx/a/tokens: expected a numeric [layers, 3] dataset, found shape (3, 2)",
                       error())
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class Report(Base):
+    def run_dir(self):
+        """A run folder with every kind of output: BTM models, C-BTM clusters, BTX routing."""
+        d = self.path("run")
+        os.makedirs(os.path.join(d, "experts"))
+        write_model(os.path.join(d, "seed.h5"), n=40, phase="seed", domain="", tokens_per_step=512)
+        write_model(os.path.join(d, "baseline.h5"), n=60, phase="baseline", domain="",
+                    tokens_per_step=512)
+        for e in ("a", "b"):
+            write_model(os.path.join(d, "experts", f"{e}.h5"), n=30, domain=e, tokens_per_step=256)
+        write_model(os.path.join(d, "btx.h5"), n=20, phase="finetune", domain="", tokens_per_step=512)
+        write_model(os.path.join(d, "averaged.h5"), n=5, phase="average", tokens_per_step=1)
+        ev = os.path.join(d, "eval.h5")
+        write_eval(ev, rows_for(["seed", "btm", "btx"], ["a", "b", "c"]), heldout="c")
+        write_routing(ev)
+        with h5py.File(ev, "a") as h5:
+            h5.create_dataset("priors/experts", data=["a", "b"], dtype=h5py.string_dtype())
+            for dom, w in (("a", [0.9, 0.1]), ("b", [0.2, 0.8]), ("c", [0.5, 0.5])):
+                h5[f"priors/btm/{dom}"] = np.array(w)
+            h5["routing/cbtm-top1/blocks"] = np.zeros(3)  # a C-BTM ensemble: not an MoE
+        with h5py.File(os.path.join(d, "clusters.h5"), "w") as h5:
+            h5["sizes"] = np.array([3, 2], np.uint64)
+            h5.attrs["purity"], h5.attrs["nmi"] = 0.8, 0.5
+            h5["assignments/a/train"] = np.array([0, 0, 1], np.int32)
+            h5["assignments/b/train"] = np.array([0, 1], np.int32)
+            h5["assignments/a/test"] = np.array([1], np.int32)
+            h5["assignments/c/test"] = np.array([1, 1], np.int32)  # held out: no train split
+        return d
+
+    def pngs(self, out):
+        names = sorted(os.listdir(out))
+        for n in names:
+            with open(os.path.join(out, n), "rb") as f:
+                self.assertEqual(f.read(8), PNG, n)
+        return names
+
+    def test_full_run_writes_every_plot_into_run_report(self):
+        d = self.run_dir()
+        rc, out, err = run(report.main, [d])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.pngs(os.path.join(d, "report")),
+                         ["clusters.png", "loss_curves.png", "perplexity.png", "priors.png",
+                          "routing-btx.png"])
+        self.assertIn("loss_curves.png (5 model files)", out)  # not averaged.h5 (phase average)
+        self.assertIn("perplexity.png (3 domains x 3 methods)", out)
+        self.assertIn("priors.png (1 ensemble(s), 2 experts)", out)
+        self.assertIn("clusters.png (2 clusters, 2 domains)", out)
+        self.assertIn("report: 5 PNG(s)", out)
+        self.assertNotIn("skipped", out)
+
+    def test_model_files_in_training_order_with_finetuned_moe(self):
+        d = self.run_dir()
+        self.assertEqual([os.path.relpath(f, d) for f in report.model_files(d)],
+                         ["seed.h5", "baseline.h5", "experts/a.h5", "experts/b.h5", "btx.h5"])
+
+    def test_cluster_composition_counts_training_documents(self):
+        d = self.run_dir()
+        sizes, scores, domains, counts, split = report.read_clusters(os.path.join(d, "clusters.h5"))
+        self.assertEqual((list(sizes), scores, domains, split),
+                         ([3, 2], ["purity=0.800", "nmi=0.500"], ["a", "b"], "train"))
+        np.testing.assert_array_equal(counts, [[2, 1], [1, 1]])
+        with h5py.File(os.path.join(d, "clusters.h5"), "a") as h5:
+            for dom in ("a", "b"):
+                del h5[f"assignments/{dom}/train"]
+            h5["assignments/b/valid"] = np.array([0], np.int32)
+        _, _, domains, counts, split = report.read_clusters(os.path.join(d, "clusters.h5"))
+        self.assertEqual((domains, split), (["a", "b", "c"], "all splits"))
+        np.testing.assert_array_equal(counts, [[0, 1, 0], [1, 0, 2]])
+        with h5py.File(os.path.join(d, "clusters.h5"), "a") as h5:
+            h5["assignments/b/valid"][0] = 5
+        rc, _, err = run(report.main, [d, "--out", self.path("out")])
+        self.assertEqual(rc, 2)
+        self.assertIn("/assignments/b/valid: cluster ids outside 0..1", err)
+
+    def test_empty_folder_skips_everything(self):
+        d = self.path("empty")
+        os.makedirs(d)
+        out_dir = self.path("out")
+        rc, out, err = run(report.main, [d, "--out", out_dir])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(os.listdir(out_dir), [])
+        self.assertEqual(out.count("skipped"), 5, out)
+        self.assertIn("skipped clusters.png: no clusters.h5", out)
+        self.assertIn("report: 0 PNG(s)", out)
+
+    def test_missing_folder_and_unreadable_files_are_errors(self):
+        rc, _, err = run(report.main, [self.path("nowhere")])
+        self.assertEqual(rc, 2)
+        self.assertIn("nowhere: no such run folder", err)
+        d = self.run_dir()
+        with open(os.path.join(d, "eval.h5"), "w") as f:
+            f.write("not hdf5")
+        with h5py.File(os.path.join(d, "seed.h5"), "a") as h5:
+            del h5["train"]
+        out_dir = self.path("out")
+        rc, out, err = run(report.main, [d, "--out", out_dir])
+        self.assertEqual(rc, 2)
+        self.assertIn("eval.h5: cannot open as HDF5", err)
+        self.assertIn("seed.h5:/train: attributes tokens and step missing", err)
+        self.assertEqual(self.pngs(out_dir), ["clusters.png"])  # the rest is still written
 
 
 if __name__ == "__main__":

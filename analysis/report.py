@@ -38,6 +38,13 @@ def _pyplot():
     return plt
 
 
+def _open(path):
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise ReportError(f"{path}: cannot open as HDF5: {e}")
+
+
 def _names(values):
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
@@ -92,8 +99,11 @@ def perplexity(run, out, plt):
 
 
 def _phase(path):
-    with h5py.File(path, "r") as h5:
+    with _open(path) as h5:
         return loss_curves._meta(h5, "phase")
+
+
+NOT_MODELS = {"data.h5", "clustered.h5", "clusters.h5", "eval.h5", "forest.h5"}
 
 
 def model_files(run):
@@ -101,7 +111,7 @@ def model_files(run):
     files = [os.path.join(run, f) for f in ("seed.h5", "baseline.h5")]
     files += sorted(glob.glob(os.path.join(run, "experts", "*.h5")))
     for f in sorted(glob.glob(os.path.join(run, "*.h5"))):
-        if f not in files and _phase(f) == "finetune":
+        if f not in files and os.path.basename(f) not in NOT_MODELS and _phase(f) == "finetune":
             files.append(f)
     return [f for f in files if os.path.exists(f)]
 
@@ -128,7 +138,7 @@ def priors(run, out, plt):
     path = os.path.join(run, "eval.h5")
     if not os.path.exists(path):
         return "skipped priors.png: no eval.h5"
-    with h5py.File(path, "r") as h5:
+    with _open(path) as h5:
         if "priors" not in h5 or "experts" not in h5["priors"]:
             return "skipped priors.png: eval.h5 has no /priors (no BTM ensemble with a cached prior)"
         experts = _names(h5["priors/experts"][()])
@@ -160,11 +170,11 @@ def priors(run, out, plt):
     return f"wrote {target} ({n} ensemble(s), {len(experts)} experts)"
 
 
-def clusters(run, out, plt):
-    path = os.path.join(run, "clusters.h5")
-    if not os.path.exists(path):
-        return "skipped clusters.png: no clusters.h5 (not a C-BTM run)"
-    with h5py.File(path, "r") as h5:
+def read_clusters(path):
+    """(sizes [k], ["purity=...", "nmi=..."], domains, counts [k, domains] or None, split):
+    counts are the documents of each domain per cluster, over the training split (over every
+    split when no domain has one)."""
+    with _open(path) as h5:
         if "sizes" not in h5:
             raise ReportError(f"{path}:/sizes: dataset missing")
         sizes = h5["sizes"][()].astype(np.int64)
@@ -184,6 +194,15 @@ def clusters(run, out, plt):
                         raise ReportError(f"{path}:/assignments/{d}/{s}: cluster ids outside "
                                           f"0..{k - 1}")
                     counts[:, j] += np.bincount(ids, minlength=k)
+    return sizes, scores, domains, counts, split
+
+
+def clusters(run, out, plt):
+    path = os.path.join(run, "clusters.h5")
+    if not os.path.exists(path):
+        return "skipped clusters.png: no clusters.h5 (not a C-BTM run)"
+    sizes, scores, domains, counts, split = read_clusters(path)
+    k = len(sizes)
     names = [f"cluster-{j}" for j in range(k)]
     panels = 2 if counts is not None and domains else 1
     fig, axes = plt.subplots(1, panels, figsize=(3.5 + (0.7 * len(domains) + 2) * (panels - 1), 3.2),
@@ -211,7 +230,7 @@ def routing(run, out, plt):
     path = os.path.join(run, "eval.h5")
     if not os.path.exists(path):
         return ["skipped routing-*.png: no eval.h5"]
-    with h5py.File(path, "r") as h5:
+    with _open(path) as h5:
         methods = list(h5["routing"].keys()) if "routing" in h5 else []
         moe = [m for m in methods if "experts" in h5["routing"][m]]
     if not moe:
