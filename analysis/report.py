@@ -124,6 +124,8 @@ def curves(run, out, plt):
     for f in files:
         r = loss_curves.read_metrics(f)
         r["valid"] = {}  # one panel of training losses; validation is in perplexity.png
+        if r["phase"] == "finetune":  # no domain: the model's name tells the MoE models apart
+            r["label"] = "finetune:" + os.path.splitext(os.path.basename(f))[0]
         if r["tokens_per_step"] is None:
             raise ReportError(f"{f}:/train: attributes tokens and step missing (cannot put the "
                               "loss against tokens)")
