@@ -165,7 +165,7 @@ def priors(run, out, plt):
         image.set_clim(0, 1)
         ax.set_title(name, fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), label="prior weight")
-    fig.suptitle("cached priors of the BTM ensembles (rows: evaluation domain)", fontsize=10)
+    fig.suptitle("cached priors of the BTM ensembles (rows: evaluation domain)", fontsize=10, y=1.04)
     target = os.path.join(out, "priors.png")
     fig.savefig(target, dpi=100, bbox_inches="tight")
     plt.close(fig)
