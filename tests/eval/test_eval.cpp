@@ -16,6 +16,7 @@
 #include "btm/phases.hpp"
 #include "eval_fixture.hpp"
 #include "support/error_of.hpp"
+#include "support/gather_lines.hpp"
 #include "support/test_paths.hpp"
 
 using btm::test::error_of;
@@ -69,18 +70,6 @@ void expect_same_results(const EvalResults& got, const EvalResults& want) {
       for (std::size_t j = 0; j < prior.size(); ++j) EXPECT_NEAR(g[j], prior[j], 1e-6) << ens << "/" << d;
     }
   }
-}
-
-// Every rank's entries of `v`, joined with '\n', on every rank.
-std::vector<std::string> gather_lines(const std::vector<std::string>& v) {
-  std::string mine;
-  for (const auto& s : v) mine += s + "\n";
-  std::vector<std::string> out;
-  for (const auto& chunk : btm::Comm::world().allgather(mine)) {
-    std::istringstream in(chunk);
-    for (std::string line; std::getline(in, line);) out.push_back(line);
-  }
-  return out;
 }
 
 btm::Deck fixture_deck(const std::filesystem::path& dir) {
@@ -193,7 +182,7 @@ TEST(EvalGrid, UnselectedExpertsAreNeverRun) {
   const EvalResults r = btm::evaluate(plan, data, pool, btm::Comm::world());
   EXPECT_EQ(r.rows.size(), 4u);  // only the ensemble's rows
   std::map<std::string, std::set<std::string>> test_runs, valid_runs;  // domain -> expert files
-  for (const auto& line : gather_lines(pool.runs())) {
+  for (const auto& line : btm::test::gather_lines(pool.runs())) {
     std::vector<std::string> f;
     std::istringstream in(line);
     for (std::string s; std::getline(in, s, '|');) f.push_back(s);
@@ -227,7 +216,7 @@ TEST(EvalGrid, OwnSingleExpertsRunOnlyOnTheirDomainAndModelsLoadOnce) {
       EXPECT_EQ(r.find(e, d) != nullptr, e == d) << e << " on " << d;
     }
   }
-  for (const auto& line : gather_lines(pool.runs())) {
+  for (const auto& line : btm::test::gather_lines(pool.runs())) {
     for (const std::string e : {"alpha", "beta", "gamma"}) {
       if (line.rfind(expert_file(dir, e).string() + "|", 0) == 0) {
         EXPECT_EQ(line.substr(0, line.find('|', line.find('|') + 1)), expert_file(dir, e).string() + "|" + e);

@@ -27,6 +27,7 @@
 #include "btm/phases.hpp"
 #include "phases/tiny_deck.hpp"
 #include "support/error_of.hpp"
+#include "support/gather_lines.hpp"
 #include "support/test_paths.hpp"
 
 using btm::test::error_of;
@@ -180,17 +181,6 @@ double reference_nll(const Reference& r, const btm::Dataset& data, const std::st
   return total / double(blocks.size() * kContext);
 }
 
-std::vector<std::string> gather_lines(const std::vector<std::string>& v) {
-  std::string mine;
-  for (const auto& s : v) mine += s + "\n";
-  std::vector<std::string> out;
-  for (const auto& chunk : btm::Comm::world().allgather(mine)) {
-    std::istringstream in(chunk);
-    for (std::string line; std::getline(in, line);) out.push_back(line);
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST(RoutedEval, EqualsFromScratchRoutingOnMetadataAndClusterDomainsAtAnyRankCount) {
@@ -245,7 +235,7 @@ TEST(RoutedEval, ExpertsOutsideEveryTargetsTopKAreNotRun) {
   const EvalResults r = btm::evaluate(fx.plan, data, pool, btm::Comm::world(), &clustered);
   // Blocks each expert file was scored on, per domain, over every rank.
   std::map<std::string, std::uint64_t> scored;  // domain -> expert-blocks
-  for (const auto& line : gather_lines(pool.runs())) {
+  for (const auto& line : btm::test::gather_lines(pool.runs())) {
     std::vector<std::string> f;
     std::istringstream in(line);
     for (std::string s; std::getline(in, s, '|');) f.push_back(s);

@@ -68,17 +68,11 @@ TEST(LlamaDecode, KvCacheReproducesTheFullForwardPass) {
   model.token_nll(tokens.data(), 1, 7, nll.data());
   // Incremental: prefill 3 tokens, then one at a time; NLL from the returned logits.
   model.reset_cache();
-  auto nll_from = [&](const std::vector<float>& logits, int target) {
-    double mx = -1e30, s = 0;
-    for (float x : logits) mx = std::max<double>(mx, x);
-    for (float x : logits) s += std::exp(x - mx);
-    return mx + std::log(s) - logits[target];
-  };
   auto logits = model.decode(tokens.data(), 3);
-  EXPECT_NEAR(nll_from(logits, tokens[3]), nll[2], 1e-4);
+  EXPECT_NEAR(btm::test::nll_of_logits(logits, tokens[3]), nll[2], 1e-4);
   for (int t = 3; t < 7; ++t) {
     logits = model.decode(tokens.data() + t, 1);
-    EXPECT_NEAR(nll_from(logits, tokens[t + 1]), nll[t], 1e-4) << t;
+    EXPECT_NEAR(btm::test::nll_of_logits(logits, tokens[t + 1]), nll[t], 1e-4) << t;
   }
   EXPECT_EQ(model.cache_length(), 7);
   EXPECT_THROW(model.decode(tokens.data(), 2), btm::Error);  // past the context of 8

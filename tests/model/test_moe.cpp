@@ -251,17 +251,11 @@ TEST(MoeModel, KvCacheDecodeReproducesTheFullForwardPass) {
     const auto tokens = btm::test::random_tokens(1, 7, c.vocab_size, 9);
     const auto nll = token_nll(model, tokens, 1, 7);
     model.reset_cache();
-    auto nll_from = [&](const std::vector<float>& logits, int target) {
-      double mx = -1e30, s = 0;
-      for (float x : logits) mx = std::max<double>(mx, x);
-      for (float x : logits) s += std::exp(x - mx);
-      return mx + std::log(s) - logits[target];
-    };
     auto logits = model.decode(tokens.data(), 3);
-    EXPECT_NEAR(nll_from(logits, tokens[3]), nll[2], 1e-4) << routing;
+    EXPECT_NEAR(btm::test::nll_of_logits(logits, tokens[3]), nll[2], 1e-4) << routing;
     for (int t = 3; t < 7; ++t) {
       logits = model.decode(tokens.data() + t, 1);
-      EXPECT_NEAR(nll_from(logits, tokens[t + 1]), nll[t], 1e-4) << routing << " " << t;
+      EXPECT_NEAR(btm::test::nll_of_logits(logits, tokens[t + 1]), nll[t], 1e-4) << routing << " " << t;
     }
   }
 }

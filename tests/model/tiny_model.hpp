@@ -1,5 +1,7 @@
 #pragma once
 // Small models and batches shared by the model tests.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -37,6 +39,14 @@ inline std::vector<std::int32_t> random_tokens(int batch, int seq, int vocab, st
   std::vector<std::int32_t> t(std::size_t(batch) * (seq + 1));
   for (auto& x : t) x = static_cast<std::int32_t>(rng() % vocab);
   return t;
+}
+
+// -log softmax(logits)[target], in double (decode's logits against token_nll).
+inline double nll_of_logits(const std::vector<float>& logits, int target) {
+  double mx = -1e30, s = 0;
+  for (float x : logits) mx = std::max<double>(mx, x);
+  for (float x : logits) s += std::exp(x - mx);
+  return mx + std::log(s) - logits[target];
 }
 
 }  // namespace btm::test
