@@ -342,6 +342,7 @@ std::uint64_t Llama::accumulate_gradients(const std::int32_t* tokens, int batch,
 }
 
 double Llama::take_aux_loss_sum() {
+  if (!config_.is_moe()) return 0.0;  // dense: no device read on the step's path
   const double total = backend_.sum(aux_sum_.f32(), 1);
   backend_.zero(aux_sum_.get(), sizeof(float));
   return total;
