@@ -14,6 +14,12 @@
 
 namespace btm::h5 {
 
+// The layout version of every file btm writes, the root attribute "format_version"
+// (integer). A file without it was written before versions were recorded: version 1.
+//   1: the layouts before the attribute existed
+//   2: the attribute itself; forest.h5 may hold /failed (experts whose training failed)
+inline constexpr std::int64_t kFormatVersion = 2;
+
 // Owns one hid_t (file, group, dataset, dataspace, type, property list, attribute).
 class Handle {
  public:
@@ -39,11 +45,15 @@ class File {
  public:
   enum class Mode { read, read_write, create };
   // `comm` != MPI_COMM_NULL opens the file with the MPI-IO driver (collective open).
+  // A created file gets the root attribute format_version = kFormatVersion; an opened one
+  // is refused when its format version is newer than kFormatVersion (format_version()).
   File(const std::filesystem::path& path, Mode mode, MPI_Comm comm = MPI_COMM_NULL);
   File(File&&) noexcept = default;
   File& operator=(File&&) noexcept = default;
 
   hid_t id() const { return handle_.get(); }
+  // The file's format version: its root attribute format_version, 1 when it has none.
+  std::int64_t format_version() const;
   const std::filesystem::path& path() const { return path_; }
   void flush();
   void close();

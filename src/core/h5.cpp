@@ -104,6 +104,35 @@ File::File(const std::filesystem::path& path, Mode mode, MPI_Comm comm) : path_(
     throw Error(why + path.string());
   }
   handle_ = Handle(id);
+  if (mode == Mode::create) {
+    set_attr<std::int64_t>("/", "format_version", kFormatVersion);
+  } else if (const std::int64_t version = format_version(); version > kFormatVersion) {
+    throw Error(path.string() + ": format version " + std::to_string(version) +
+                " is newer than this btm reads (format version " + std::to_string(kFormatVersion) +
+                "); read it with a newer btm");
+  }
+}
+
+std::int64_t File::format_version() const {
+  if (!has_attr("/", "format_version")) return 1;
+  Handle root = open_object("/");
+  Handle a(H5Aopen(root.get(), "format_version", H5P_DEFAULT));
+  BTM_H5(a.get());
+  Handle type(H5Aget_type(a.get()));
+  BTM_H5(type.get());
+  Handle space(H5Aget_space(a.get()));
+  BTM_H5(space.get());
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (H5Tget_class(type.get()) != H5T_INTEGER || n != 1) {
+    throw Error(path_.string() + ": the root attribute format_version is not one integer; not a btm file");
+  }
+  std::int64_t version = 0;
+  BTM_H5(H5Aread(a.get(), H5T_NATIVE_INT64, &version));
+  if (version < 1) {
+    throw Error(path_.string() + ": format version " + std::to_string(version) + " is not a btm format version (1 to " +
+                std::to_string(kFormatVersion) + ")");
+  }
+  return version;
 }
 
 void File::flush() { BTM_H5(H5Fflush(id(), H5F_SCOPE_LOCAL)); }
