@@ -77,6 +77,9 @@ struct TrainConfig {
   int eval_every = 100;    // validation loss per domain; 0: only at the end
   int eval_batches = 4;    // micro batches per domain per validation
   int checkpoint_every = 200;  // 0: only at the end
+  // Optimizer steps skipped in a row for a non-finite loss or gradient norm before the
+  // model is stopped as failed; 0: the first one stops it.
+  int max_skipped_steps = 5;
 
   bool operator==(const TrainConfig&) const = default;
 };

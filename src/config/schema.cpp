@@ -183,7 +183,8 @@ std::vector<Field> train_fields(TrainConfig& c) {
           integer("log_every", c.log_every, 1),
           integer("eval_every", c.eval_every, 0),
           integer("eval_batches", c.eval_batches, 1, 1000000),
-          integer("checkpoint_every", c.checkpoint_every, 0)};
+          integer("checkpoint_every", c.checkpoint_every, 0),
+          integer("max_skipped_steps", c.max_skipped_steps, 0, 1000000)};
 }
 
 std::vector<Field> seed_fields(SeedConfig& c) {

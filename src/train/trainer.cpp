@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "btm/collective_error.hpp"
 #include "btm/data/loader.hpp"
 #include "btm/error.hpp"
 #include "btm/log.hpp"
@@ -145,50 +146,57 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   ModelMeta meta{job.name, job.phase, "", job.domain, to_toml(deck)};
   TokenizerBlob tokenizer{data.tokenizer_model(), data.vocab_size(), data.bos_id(), data.eos_id()};
 
-  if (std::filesystem::exists(job.file)) {
-    require_same_model(job.file, config, data);
-    if (model_is_complete(job.file)) {
-      const TrainState done = read_train_state(job.file);
-      log("status=skipped reason=complete steps=" + std::to_string(done.step) + " file=" + job.file.string());
-      if (done.total_steps != total_steps) {
-        log("warning: the deck now plans " + std::to_string(total_steps) + " steps; delete " + job.file.string() +
-            " to train again");
+  // Reading the file to resume or the model to branch from: a failure there (a corrupt or
+  // unreadable file) is agreed by the communicator's ranks, so a caller may go on without it.
+  bool already_complete = false;
+  agree_on_failure(comm, [&] {
+    if (std::filesystem::exists(job.file)) {
+      require_same_model(job.file, config, data);
+      if (model_is_complete(job.file)) {
+        const TrainState done = read_train_state(job.file);
+        log("status=skipped reason=complete steps=" + std::to_string(done.step) + " file=" + job.file.string());
+        if (done.total_steps != total_steps) {
+          log("warning: the deck now plans " + std::to_string(total_steps) + " steps; delete " + job.file.string() +
+              " to train again");
+        }
+        already_complete = true;
+        return;
       }
-      return TrainOutcome::already_complete;
-    }
-    Checkpoint ck = load_checkpoint(job.file);
-    if (ck.state.cursor_domains != job.domains) {
-      throw Error(job.file.string() + " was trained on other domains than the deck now lists; delete it to start over");
-    }
-    if (ck.state.step >= total_steps) {
-      throw Error(job.file.string() + " is an interrupted checkpoint at step " + std::to_string(ck.state.step) +
-                  ", but the deck now plans only " + std::to_string(total_steps) + " steps for " + job.name +
-                  "; give the phase more tokens, or delete the file to train it again");
-    }
-    if (ck.state.total_steps != total_steps) {
-      log("warning: " + job.file.string() + " was planned for " + std::to_string(ck.state.total_steps) +
-          " steps, the deck now plans " + std::to_string(total_steps) + ": the schedule follows the new plan");
-    }
-    model.set_params(ck.model.params);
-    if (!ck.m.empty()) optimizer.set_moments(ck.m, ck.v);
-    state = ck.state;
-    meta.parent = ck.model.meta.parent;
-    log("status=resumed step=" + std::to_string(state.step) + " file=" + job.file.string());
-  } else {
-    StartPoint sp = start();
-    if (sp.params.empty()) {
-      model.init_weights(mix64(deck.run.seed ^ hash_name(job.name)));
+      Checkpoint ck = load_checkpoint(job.file);
+      if (ck.state.cursor_domains != job.domains) {
+        throw Error(job.file.string() + " was trained on other domains than the deck now lists; delete it to start over");
+      }
+      if (ck.state.step >= total_steps) {
+        throw Error(job.file.string() + " is an interrupted checkpoint at step " + std::to_string(ck.state.step) +
+                    ", but the deck now plans only " + std::to_string(total_steps) + " steps for " + job.name +
+                    "; give the phase more tokens, or delete the file to train it again");
+      }
+      if (ck.state.total_steps != total_steps) {
+        log("warning: " + job.file.string() + " was planned for " + std::to_string(ck.state.total_steps) +
+            " steps, the deck now plans " + std::to_string(total_steps) + ": the schedule follows the new plan");
+      }
+      model.set_params(ck.model.params);
+      if (!ck.m.empty()) optimizer.set_moments(ck.m, ck.v);
+      state = ck.state;
+      meta.parent = ck.model.meta.parent;
+      log("status=resumed step=" + std::to_string(state.step) + " file=" + job.file.string());
     } else {
-      model.set_params(sp.params);
+      StartPoint sp = start();
+      if (sp.params.empty()) {
+        model.init_weights(mix64(deck.run.seed ^ hash_name(job.name)));
+      } else {
+        model.set_params(sp.params);
+      }
+      if (!sp.m.empty()) {
+        optimizer.set_moments(sp.m, sp.v);
+        state.adam_step_offset = sp.adam_steps;
+      }
+      meta.parent = sp.parent;
+      state.data_seed = mix64(deck.run.seed ^ hash_name("data:" + job.name));
+      state.cursor_domains = job.domains;
     }
-    if (!sp.m.empty()) {
-      optimizer.set_moments(sp.m, sp.v);
-      state.adam_step_offset = sp.adam_steps;
-    }
-    meta.parent = sp.parent;
-    state.data_seed = mix64(deck.run.seed ^ hash_name("data:" + job.name));
-    state.cursor_domains = job.domains;
-  }
+  });
+  if (already_complete) return TrainOutcome::already_complete;
   state.total_steps = total_steps;
 
   BatchLoader loader(data, job.domains, "train", ctx, job.mixing, state.data_seed, comm.rank(), comm.size());
@@ -205,24 +213,31 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   const std::uint64_t rank_first = std::uint64_t(comm.rank()) * std::uint64_t(tc.global_batch) / comm.size();
   StopSignals signals;
 
-  std::int64_t last_saved = state.step;
+  std::int64_t last_saved = std::filesystem::exists(job.file) ? state.step : -1;
+  auto last_good = [&] {
+    return last_saved < 0 ? "nothing was written to " + job.file.string() + " yet"
+                          : "the last good checkpoint (step " + std::to_string(last_saved) + ") in " +
+                                job.file.string() + " is intact";
+  };
   auto save = [&](bool complete) {
     // Identical on every rank: a diverged model is never written over a good checkpoint.
     if (!std::isfinite(backend.sum_squares(model.params(), model.layout().total()))) {
-      throw Error(tag + ": the parameters are not finite after step " + std::to_string(state.step) +
-                  "; the last good checkpoint (step " + std::to_string(last_saved) + ") in " + job.file.string() +
-                  " is intact. Lower train.lr");
+      throw CollectiveError(tag + ": the parameters are not finite after step " + std::to_string(state.step) + "; " +
+                            last_good() + ". Lower train.lr, then re-run to resume");
     }
-    last_saved = state.step;
     state.complete = complete;
     state.cursor = loader.cursor();
-    if (!comm.is_root()) return;
-    Checkpoint ck;
-    ck.model = ModelFile{config, meta, tokenizer, model.get_params()};
-    ck.m = optimizer.get_m();
-    ck.v = optimizer.get_v();
-    ck.state = state;
-    save_checkpoint(job.file, ck);
+    // Only the root writes; every rank learns whether it could (a full disk, a lost folder).
+    agree_on_failure(comm, [&] {
+      if (!comm.is_root()) return;
+      Checkpoint ck;
+      ck.model = ModelFile{config, meta, tokenizer, model.get_params()};
+      ck.m = optimizer.get_m();
+      ck.v = optimizer.get_v();
+      ck.state = state;
+      save_checkpoint(job.file, ck);
+    });
+    last_saved = state.step;
   };
   auto validate = [&] {
     state.metrics.valid_step.push_back(state.step);
@@ -242,6 +257,13 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
                              " experts_per_token=" + std::to_string(config.experts_per_token()) +
                              " train_experts=" + (job.train_experts ? "true" : "false")
                        : ""));
+  // Steps skipped by the non-finite guard up to now: the trailing non-finite entries of the
+  // metrics, so a resumed run counts on where the interrupted one stopped.
+  int skipped_in_a_row = 0;
+  for (std::size_t i = state.metrics.loss.size(); i-- > 0;) {
+    if (std::isfinite(state.metrics.loss[i]) && std::isfinite(state.metrics.grad_norm[i])) break;
+    ++skipped_in_a_row;
+  }
   std::vector<std::int32_t> tokens;
   double avg_step_s = 0;
   using clock = std::chrono::steady_clock;
@@ -258,23 +280,35 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
     }
     sums[0] = model.take_nll_sum();
     sums[2] = model.take_aux_loss_sum();
+    const std::int64_t step = state.step + 1;
+    if (control.nonfinite_at && comm.is_root() && control.nonfinite_at(job.name, step)) {
+      sums[0] = std::nan("");
+      backend.scale(model.grads(), std::nanf(""), model.layout().total());
+    }
     if (comm.size() > 1) reducer->sum(model.grads(), model.layout().total());
     comm.allreduce_sum(sums, 3);
-    const std::int64_t step = state.step + 1;
     const double loss = sums[0] / double(tokens_per_step);
     const double aux_loss = sums[2] / double(tokens_per_step);
-    if (!std::isfinite(loss)) {
-      throw Error(tag + ": the loss is not finite at step " + std::to_string(step) + "; the last good checkpoint (step " +
-                  std::to_string(state.step) + ") in " + job.file.string() + " is intact. Lower train.lr or check the data");
-    }
     const double grad_norm = optimizer.clip(model.grads());
-    if (!std::isfinite(grad_norm)) {
-      throw Error(tag + ": the gradient norm is not finite at step " + std::to_string(step) +
-                  "; the last good checkpoint in " + job.file.string() + " is intact");
-    }
     const double lr = schedule.at(step);
-    optimizer.step(model.params(), model.grads(), lr, state.adam_step_offset + step);
-    model.refresh_compute_params();
+    // The guard decides on reduced values, and once more together: every rank skips alike.
+    const bool nonfinite = comm.any(!std::isfinite(loss) || !std::isfinite(grad_norm));
+    skipped_in_a_row = nonfinite ? skipped_in_a_row + 1 : 0;
+    if (nonfinite) {
+      const std::string what = !std::isfinite(loss) ? "loss" : "gradient norm";
+      if (skipped_in_a_row > tc.max_skipped_steps) {
+        throw CollectiveError(tag + ": the " + what + " is not finite at step " + std::to_string(step) + " (" +
+                              std::to_string(skipped_in_a_row) + " step(s) in a row, train.max_skipped_steps = " +
+                              std::to_string(tc.max_skipped_steps) + "); " + last_good() +
+                              ". Lower train.lr or check the data, then re-run to resume");
+      }
+      log("step=" + std::to_string(step) + " status=skipped reason=nonfinite loss=" + fmt("%.4f", loss) +
+          " grad_norm=" + fmt("%.3f", grad_norm) + " skipped_in_a_row=" + std::to_string(skipped_in_a_row) +
+          " max_skipped_steps=" + std::to_string(tc.max_skipped_steps));
+    } else {
+      optimizer.step(model.params(), model.grads(), lr, state.adam_step_offset + step);
+      model.refresh_compute_params();
+    }
     backend.synchronize();
     const double dt = std::chrono::duration<double>(clock::now() - t0).count();
     avg_step_s = avg_step_s == 0 ? dt : 0.9 * avg_step_s + 0.1 * dt;

@@ -104,6 +104,13 @@ TEST(DeckErrors, NegativeLearningRateInPhaseTable) {
   EXPECT_TRUE(contains(msg, "experts.train.lr: found 0; expected a number in (0, 10]"));
 }
 
+TEST(DeckErrors, NegativeMaxSkippedSteps) {
+  auto msg = deck_error(kGoodDeck + "[experts.train]\nmax_skipped_steps = -1\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 1, 21) +
+                                "experts.train.max_skipped_steps: found -1; expected an integer in 0..1000000"))
+      << msg;
+}
+
 TEST(DeckErrors, FractionOutOfRange) {
   auto in_data = deck_error("[data]\ncorpus = \"c\"\nvalid_fraction = 1.5\n");
   EXPECT_TRUE(contains(in_data, "bad.toml:3:18: data.valid_fraction: found 1.5; expected a number in [0, 1)"));

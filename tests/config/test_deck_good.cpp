@@ -85,7 +85,7 @@ Deck every_key_changed() {
   d.model.moe_routing = "switch";
   d.model.moe_aux_loss = "switch";
   d.model.moe_capacity_factor = 1.25;
-  d.train = {4, 16, 1e-3, 0.2, 0.1, 0.01, 0.8, 0.99, 1e-6, 0.5, 7, 11, 3, 13};
+  d.train = {4, 16, 1e-3, 0.2, 0.1, 0.01, 0.8, 0.99, 1e-6, 0.5, 7, 11, 3, 13, 9};
   d.seed.tokens = 123457;
   d.seed.mixing = "proportional";
   d.seed.train = d.train;

@@ -48,6 +48,9 @@ struct TrainControl {
   // Stop (checkpoint and return `interrupted`) once this many steps are done; -1: never.
   // SIGUSR1 and SIGTERM (e.g. `sbatch --signal=USR1@120`, scancel) have the same effect.
   std::int64_t stop_after_step = -1;
+  // Tests of the non-finite guard: when it returns true for (model name, step), rank 0's
+  // loss and gradients of that step are made NaN before they are reduced.
+  std::function<bool(const std::string& model, std::int64_t step)> nonfinite_at;
 };
 
 // The deck's model with the vocabulary taken from the tokenizer when unset.
