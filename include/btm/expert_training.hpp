@@ -17,10 +17,13 @@ namespace btm {
 
 // Trains `experts` (names = domains) one after another on `group`. Finished experts are
 // skipped, interrupted ones resume. `forest` is the manifest as it was when the phase
-// started (for posterior_average and named-expert branching).
+// started (for posterior_average and named-expert branching). An expert whose training
+// fails on the group's ranks together (CollectiveError: past the non-finite guard, its
+// checkpoint not written, its file or parent unreadable) is recorded failed in the forest
+// (Forest::register_failure), appended to `failures` when given, and the group goes on.
 PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& backend, const Comm& group,
                                 const std::vector<std::string>& experts, const Forest& forest,
-                                const TrainControl& control = {});
+                                const TrainControl& control = {}, std::vector<ForestFailure>* failures = nullptr);
 
 // The finished seed's parameters (and its AdamW moments unless experts.reset_optimizer),
 // the start of every expert branched from the seed and of the baseline. `who` names the

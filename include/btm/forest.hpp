@@ -7,6 +7,10 @@
 // Expert training registers each finished expert in a record of its own,
 // "<forest.h5>.d/<name>.h5" (a one-row manifest written by atomic rename), so separate jobs
 // finishing together need no file locks; load() merges the records into the manifest.
+//
+// An expert whose training failed (ARCHITECTURE, Errors and bad input) is recorded the same
+// way in "<forest.h5>.d/failed/<name>.h5", and the manifest lists it under /failed (name,
+// reason, time as strings) until it is registered as finished.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -25,6 +29,12 @@ struct ForestEntry {
   std::uint64_t tokens = 0;  // training tokens of the expert phase
 };
 
+struct ForestFailure {
+  std::string name;
+  std::string reason;  // the error, as it was reported
+  std::string time;    // UTC, ISO 8601
+};
+
 class Forest {
  public:
   // The manifest at `path` (empty when it does not exist yet) with the registration records
@@ -36,12 +46,18 @@ class Forest {
   void save(const std::filesystem::path& path) const;
   // Registers one expert: writes its record atomically, without locks or a read of the
   // manifest (one Slurm array task per expert may finish at the same time as another).
+  // Also drops the expert's failure record, if any.
   static void register_entry(const std::filesystem::path& path, const ForestEntry& entry);
+  // Records that expert `failure.name` failed (its record, atomic, no locks, like
+  // register_entry); `failure.time` is set to now when empty.
+  static void register_failure(const std::filesystem::path& path, ForestFailure failure);
   // Load, modify, save and drop the merged records, under an exclusive lock on
   // "<path>.lock": for edits of the forest by hand (btm forest add/remove).
   static Forest update(const std::filesystem::path& path, const std::function<void(Forest&)>& change);
 
   const std::vector<ForestEntry>& experts() const { return experts_; }
+  // Experts whose last training failed and that are not registered as finished, by name.
+  const std::vector<ForestFailure>& failures() const { return failures_; }
   const ForestEntry* find(const std::string& name) const;
   // Adds or replaces (same name) an entry; refuses an architecture different from the rest.
   void add(const ForestEntry& entry);
@@ -58,6 +74,7 @@ class Forest {
   static Forest load_manifest(const std::filesystem::path& path);  // one file, no records
   std::filesystem::path path_;  // forest.h5
   std::vector<ForestEntry> experts_;
+  std::vector<ForestFailure> failures_;
 };
 
 }  // namespace btm

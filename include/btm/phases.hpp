@@ -16,11 +16,13 @@ enum class PhaseStatus { done, interrupted };
 void run_prepare(const Deck& deck, const Comm& world);
 void run_cluster(const Deck& deck, const Comm& world);
 PhaseStatus run_seed(const Deck& deck, const Comm& world);
+// Throws ModelsFailed on every rank, after every group is done, when experts failed.
+struct TrainControl;
 PhaseStatus run_experts(const Deck& deck, const Comm& world);
+PhaseStatus run_experts(const Deck& deck, const Comm& world, const TrainControl& control);  // tests: inject faults
 PhaseStatus run_baseline(const Deck& deck, const Comm& world);
 PhaseStatus run_average(const Deck& deck, const Comm& world);
 void run_mix(const Deck& deck, const Comm& world);
-struct TrainControl;
 PhaseStatus run_finetune(const Deck& deck, const Comm& world);
 PhaseStatus run_finetune(const Deck& deck, const Comm& world, const TrainControl& control);  // tests: stop early
 void run_eval(const Deck& deck, const Comm& world);
@@ -38,7 +40,8 @@ std::vector<std::string> eval_domains_of(const Deck& deck, const Dataset& data);
 void check_phase_names(const std::vector<std::string>& phases);
 
 // Runs `phases` (names from kAllPhases) in pipeline order; stops after an interrupted one.
-// Returns false when a phase was interrupted.
+// Returns false when a phase was interrupted; throws ModelsFailed (every rank) when
+// models of a phase failed while the others finished.
 bool run_phases(const Deck& deck, const std::vector<std::string>& phases, const Comm& world);
 
 }  // namespace btm

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "btm/collective_error.hpp"
 #include "btm/comm.hpp"
 #include "btm/config.hpp"
 #include "btm/error.hpp"
@@ -28,6 +29,8 @@ usage:
       Run the deck's phases (prepare, seed, experts, baseline, average, eval).
       Finished phases are skipped; interrupted ones resume from their checkpoint.
       SIGUSR1/SIGTERM checkpoint and stop at the next step (exit status 75).
+      Experts that failed (recorded in forest.h5) end the run with exit status 3
+      once the others are done; the same command then trains only those.
   btm check DECK [--ranks P] [--set section.key=value ...]
       Validate the deck and print the plan: phases, expert groups, which ranks
       train which expert, token budgets. P defaults to the MPI world size.
@@ -116,7 +119,14 @@ int command_run(const std::vector<std::string>& args) {
   Comm world = Comm::world();
   log_root("# btm " BTM_VERSION " run " + a.deck + " on " + std::to_string(world.size()) + " rank(s)");
   log_root("# resolved deck:\n" + to_toml(deck));
-  const bool finished = run_phases(deck, phases, world);
+  bool finished = false;
+  try {
+    finished = run_phases(deck, phases, world);
+  } catch (const ModelsFailed& e) {
+    // Every rank is here together: a clean exit, no MPI_Abort.
+    if (world.is_root()) std::cerr << "btm: error: " << e.what() << std::endl;
+    return 3;
+  }
   // EX_TEMPFAIL: a stop signal interrupted training; the same command resumes it.
   return finished ? 0 : 75;
 }

@@ -21,9 +21,15 @@ const char* kForestUsage = R"(usage:
       Drop an expert from the manifest (its model file is left in place).
 )";
 
+// Experts whose training failed, after the table: what failed, when, and why.
+void print_failures(const Forest& forest, std::ostream& out) {
+  for (const auto& f : forest.failures()) out << "failed: " << f.name << " at " << f.time << ": " << f.reason << "\n";
+}
+
 void print_forest(const Forest& forest, std::ostream& out) {
   if (forest.experts().empty()) {
     out << "(empty forest)\n";
+    print_failures(forest, out);
     return;
   }
   std::size_t wn = 4, wd = 6, wp = 6;
@@ -38,6 +44,7 @@ void print_forest(const Forest& forest, std::ostream& out) {
     out << std::left << std::setw(wn + 2) << e.name << std::setw(wd + 2) << e.domain << std::setw(wp + 2) << e.parent
         << std::right << std::setw(14) << e.tokens << "  " << e.architecture << "  " << e.file << "\n";
   }
+  print_failures(forest, out);
 }
 
 }  // namespace

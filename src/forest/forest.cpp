@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "btm/error.hpp"
 #include "btm/h5.hpp"
@@ -19,15 +20,64 @@ std::filesystem::path records_dir(const std::filesystem::path& forest_file) {
   return forest_file.string() + ".d";
 }
 
-// The registration records of a forest, in name order (temporary files of writers excluded).
-std::vector<std::filesystem::path> record_files(const std::filesystem::path& forest_file) {
+std::filesystem::path failures_dir(const std::filesystem::path& forest_file) {
+  return records_dir(forest_file) / "failed";
+}
+
+// The .h5 files of a records folder, in name order (temporary files of writers excluded).
+std::vector<std::filesystem::path> h5_files_in(const std::filesystem::path& dir) {
   std::vector<std::filesystem::path> out;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(records_dir(forest_file), ec)) {
-    if (e.path().extension() == ".h5") out.push_back(e.path());
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".h5" && e.is_regular_file()) out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// The registration records of a forest.
+std::vector<std::filesystem::path> record_files(const std::filesystem::path& forest_file) {
+  return h5_files_in(records_dir(forest_file));
+}
+
+void check_record_name(const std::filesystem::path& path, const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos) {
+    throw Error("cannot register an expert named '" + name + "' in " + path.string());
+  }
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::vector<ForestFailure> read_failures(const h5::File& f) {
+  std::vector<ForestFailure> out;
+  if (!f.exists("/failed/name")) return out;
+  const auto names = f.read_strings("/failed/name");
+  const auto reasons = f.read_strings("/failed/reason");
+  const auto times = f.read_strings("/failed/time");
+  if (reasons.size() != names.size() || times.size() != names.size()) {
+    throw Error(f.path().string() + ": /failed datasets have different lengths");
+  }
+  for (std::size_t i = 0; i < names.size(); ++i) out.push_back({names[i], reasons[i], times[i]});
+  return out;
+}
+
+void write_failures(h5::File& f, const std::vector<ForestFailure>& failures) {
+  std::vector<std::string> names, reasons, times;
+  for (const auto& x : failures) {
+    names.push_back(x.name);
+    reasons.push_back(x.reason);
+    times.push_back(x.time);
+  }
+  f.write_strings("/failed/name", names);
+  f.write_strings("/failed/reason", reasons);
+  f.write_strings("/failed/time", times);
 }
 
 }  // namespace
@@ -37,6 +87,14 @@ Forest Forest::load(const std::filesystem::path& path) {
   for (const auto& record : record_files(path)) {
     for (const auto& e : load_manifest(record).experts_) forest.add(e);
   }
+  for (const auto& record : h5_files_in(failures_dir(path))) {
+    for (const auto& x : read_failures(h5::open_for_read(record, "a failure record of " + path.string()))) {
+      std::erase_if(forest.failures_, [&](const ForestFailure& y) { return y.name == x.name; });
+      forest.failures_.push_back(x);
+    }
+  }
+  // A finished expert is not failed, whatever an older record says.
+  std::erase_if(forest.failures_, [&](const ForestFailure& x) { return forest.find(x.name) != nullptr; });
   return forest;
 }
 
@@ -45,12 +103,21 @@ bool Forest::exists(const std::filesystem::path& path) {
 }
 
 void Forest::register_entry(const std::filesystem::path& path, const ForestEntry& entry) {
-  if (entry.name.empty() || entry.name.find('/') != std::string::npos) {
-    throw Error("cannot register an expert named '" + entry.name + "' in " + path.string());
-  }
+  check_record_name(path, entry.name);
   Forest record;
   record.experts_.push_back(entry);
   record.save(records_dir(path) / (entry.name + ".h5"));
+  std::error_code ec;
+  std::filesystem::remove(failures_dir(path) / (entry.name + ".h5"), ec);
+}
+
+void Forest::register_failure(const std::filesystem::path& path, ForestFailure failure) {
+  check_record_name(path, failure.name);
+  if (failure.time.empty()) failure.time = utc_now();
+  h5::AtomicWrite w(failures_dir(path) / (failure.name + ".h5"));
+  write_failures(w.file(), {failure});
+  w.file().set_attr("/", "version", std::string(BTM_VERSION));
+  w.commit();
 }
 
 Forest Forest::load_manifest(const std::filesystem::path& path) {
@@ -72,6 +139,7 @@ Forest Forest::load_manifest(const std::filesystem::path& path) {
   for (std::size_t i = 0; i < n; ++i) {
     forest.experts_.push_back({names[i], domains[i], parents[i], files[i], archs[i], tokens[i]});
   }
+  forest.failures_ = read_failures(f);
   return forest;
 }
 
@@ -95,6 +163,7 @@ void Forest::save(const std::filesystem::path& path) const {
   f.write_strings("/experts/architecture", archs);
   f.write<std::uint64_t>("/experts/tokens", tokens);
   f.set_attr<std::int64_t>("/experts", "count", static_cast<std::int64_t>(experts_.size()));
+  if (!failures_.empty()) write_failures(f, failures_);
   f.set_attr("/", "version", std::string(BTM_VERSION));
   w.commit();
 }

@@ -3,6 +3,7 @@
 // other groups; finished experts are then registered in forest.h5.
 #include <sstream>
 
+#include "btm/collective_error.hpp"
 #include "btm/error.hpp"
 #include "btm/eval/domain_posterior.hpp"
 #include "btm/expert_training.hpp"
@@ -72,6 +73,22 @@ StartPoint branch_point(const Deck& deck, const Dataset& data, Backend& backend,
   return sp;
 }
 
+// Marks `failure.name` failed in the forest's bookkeeping (the group's leader writes the
+// record) and logs it; the record's own write failing is logged, not fatal: the phase's
+// summary still names the expert.
+void record_failure(const Deck& deck, const Comm& group, ForestFailure failure, std::vector<ForestFailure>* failures) {
+  if (group.is_root()) {
+    try {
+      Forest::register_failure(deck.forest_file(), failure);
+    } catch (const std::exception& e) {
+      log_line("phase=experts model=" + failure.name + " warning: cannot record the failure in " +
+               deck.forest_file().string() + ".d: " + e.what());
+    }
+    log_line("phase=experts model=" + failure.name + " status=failed reason=\"" + failure.reason + "\"");
+  }
+  if (failures) failures->push_back(std::move(failure));
+}
+
 }  // namespace
 
 StartPoint branch_from_seed(const Deck& deck, const std::string& who) {
@@ -92,7 +109,7 @@ StartPoint branch_from_seed(const Deck& deck, const std::string& who) {
 
 PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& backend, const Comm& group,
                                 const std::vector<std::string>& experts, const Forest& forest,
-                                const TrainControl& control) {
+                                const TrainControl& control, std::vector<ForestFailure>* failures) {
   for (const auto& name : experts) {
     // A stop signal between two experts: the next one starts in the re-run.
     if (group.any(StopSignals::requested())) {
@@ -109,17 +126,23 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
     job.tokens = deck.experts.tokens;
     job.train = deck.experts.train;
     auto start = [&] { return branch_point(deck, data, backend, group, name, forest); };
-    const TrainOutcome outcome = train_model(deck, data, backend, group, job, start, control);
-    if (outcome == TrainOutcome::interrupted) return PhaseStatus::interrupted;
-    // Registered at once by the group's leader, in a record of its own (no lock: other groups
-    // or array tasks may finish at the same moment): if another group dies later, every expert
-    // finished so far is already in the forest.
-    if (group.is_root()) {
-      if (outcome == TrainOutcome::already_complete && !forest.find(name)) {
-        log_line("phase=experts model=" + name + " note: finished but not in " + deck.forest_file().string() +
-                 " (removed?): registered again, as the deck lists it; drop it from experts.domains to keep it out");
-      }
-      Forest::register_entry(deck.forest_file(), forest_entry_of(job.file, deck.forest_file()));
+    try {
+      const TrainOutcome outcome = train_model(deck, data, backend, group, job, start, control);
+      if (outcome == TrainOutcome::interrupted) return PhaseStatus::interrupted;
+      // Registered at once by the group's leader, in a record of its own (no lock: other groups
+      // or array tasks may finish at the same moment): if another group dies later, every expert
+      // finished so far is already in the forest.
+      agree_on_failure(group, [&] {
+        if (!group.is_root()) return;
+        if (outcome == TrainOutcome::already_complete && !forest.find(name)) {
+          log_line("phase=experts model=" + name + " note: finished but not in " + deck.forest_file().string() +
+                   " (removed?): registered again, as the deck lists it; drop it from experts.domains to keep it out");
+        }
+        Forest::register_entry(deck.forest_file(), forest_entry_of(job.file, deck.forest_file()));
+      });
+    } catch (const CollectiveError& e) {
+      // Every rank of the group is here together: this expert is failed, the group goes on.
+      record_failure(deck, group, ForestFailure{name, e.what(), ""}, failures);
     }
   }
   return PhaseStatus::done;
@@ -188,7 +211,9 @@ ForestEntry add_expert_file(const std::filesystem::path& forest_file, const std:
   return entry;
 }
 
-PhaseStatus run_experts(const Deck& deck, const Comm& world) {
+PhaseStatus run_experts(const Deck& deck, const Comm& world) { return run_experts(deck, world, TrainControl{}); }
+
+PhaseStatus run_experts(const Deck& deck, const Comm& world, const TrainControl& control) {
   const Dataset data(deck.train_data_file());
   const std::vector<std::string> experts = expert_names_of(deck, data);
   if (experts.empty()) throw Error("no experts to train: set data.train_domains or experts.domains");
@@ -208,7 +233,8 @@ PhaseStatus run_experts(const Deck& deck, const Comm& world) {
   }
   OwnedComm group(world, g, world.rank());
   auto backend = make_backend(deck.run.backend, {deck.run.blas_threads});
-  const PhaseStatus status = train_group_experts(deck, data, *backend, group.view(), mine, forest);
+  std::vector<ForestFailure> failed;
+  const PhaseStatus status = train_group_experts(deck, data, *backend, group.view(), mine, forest, control, &failed);
 
   // Groups meet again only here, after all their training. A group that finishes first
   // says so: if another group's rank died, nothing but stopping the job ends this wait.
@@ -220,13 +246,37 @@ PhaseStatus run_experts(const Deck& deck, const Comm& world) {
              "; waiting for the other groups (if one of their ranks died, stop the job: a re-run skips every "
              "finished expert)");
   });
+  // Every group's failures, from its leader (the ranks of a group agree on them).
+  std::string mine_failed;
+  if (group.view().is_root()) {
+    for (const auto& f : failed) mine_failed += f.name + "\t" + f.reason + "\n";
+  }
+  std::string summary;
+  std::size_t failures = 0;
+  for (const auto& lines : world.allgather(mine_failed)) {
+    std::istringstream in(lines);
+    for (std::string line; std::getline(in, line);) {
+      const auto tab = line.find('\t');
+      summary += "\n  " + line.substr(0, tab) + ": " + line.substr(tab + 1);
+      ++failures;
+    }
+  }
   if (world.is_root()) {
     Forest now = Forest::load(deck.forest_file());
     now.order_as(experts);
     now.save(deck.forest_file());
-    log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(now.experts().size()));
+    log_line("phase=experts forest=" + deck.forest_file().string() + " experts=" + std::to_string(now.experts().size()) +
+             " failed=" + std::to_string(failures));
   }
-  return interrupted ? PhaseStatus::interrupted : PhaseStatus::done;
+  if (interrupted) return PhaseStatus::interrupted;
+  if (failures > 0) {
+    world.barrier();  // forest.h5 is written before any rank reports
+    throw ModelsFailed(std::to_string(failures) + " expert(s) failed; the others are finished and registered in " +
+                       deck.forest_file().string() + " (failures under /failed):" + summary +
+                       "\nFix the cause, then run the same command again: it trains only the failed and unfinished "
+                       "experts (a failed one resumes from its last good checkpoint; delete its file to start it over)");
+  }
+  return PhaseStatus::done;
 }
 
 Forest forest_in_deck_order(const Deck& deck, const Dataset& data, const Comm& world) {
