@@ -40,7 +40,7 @@ class Forest {
   // The manifest at `path` (empty when it does not exist yet) with the registration records
   // merged in after its rows (records in name order; a record replaces a row of its name).
   static Forest load(const std::filesystem::path& path);
-  // Whether there is a forest at `path`: the manifest or a registration record.
+  // Whether there is a forest at `path`: the manifest, a registration or a failure record.
   static bool exists(const std::filesystem::path& path);
   // Writes the manifest (atomic); the records stay, so concurrent writers lose nothing.
   void save(const std::filesystem::path& path) const;

@@ -99,7 +99,7 @@ Forest Forest::load(const std::filesystem::path& path) {
 }
 
 bool Forest::exists(const std::filesystem::path& path) {
-  return std::filesystem::exists(path) || !record_files(path).empty();
+  return std::filesystem::exists(path) || !record_files(path).empty() || !h5_files_in(failures_dir(path)).empty();
 }
 
 void Forest::register_entry(const std::filesystem::path& path, const ForestEntry& entry) {

@@ -61,6 +61,7 @@ std::string failed_phase(const btm::Deck& deck, const btm::TrainControl& control
   } catch (const btm::ModelsFailed& e) {
     return e.what();
   }
+  btm::Comm::world().barrier();  // as run_phases: rank 0 has written forest.h5
   return "";
 }
 
