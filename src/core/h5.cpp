@@ -9,6 +9,8 @@
 #include <numeric>
 
 #include "btm/error.hpp"
+#include "btm/fault_hook.hpp"
+#include "core/h5_error.hpp"
 
 namespace btm::h5 {
 
@@ -97,11 +99,11 @@ File::File(const std::filesystem::path& path, Mode mode, MPI_Comm comm) : path_(
     case Mode::create: id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()); break;
   }
   if (id < 0) {
-    H5Eclear2(H5E_DEFAULT);
+    const std::string reason = take_h5_system_reason();
     std::string why = mode == Mode::create ? "cannot create HDF5 file " : "cannot open HDF5 file ";
     if (mode != Mode::create && !std::filesystem::exists(path)) why = "no such file: ";
     else if (mode != Mode::create) why = "not a readable HDF5 file: ";
-    throw Error(why + path.string());
+    throw Error(why + path.string() + (mode == Mode::create && !reason.empty() ? " (" + reason + ")" : ""));
   }
   handle_ = Handle(id);
   if (mode == Mode::create) {
@@ -209,6 +211,7 @@ template <class T>
 void File::write(const std::string& dataset_path, const T* data, std::vector<hsize_t> dims) {
   Handle d = create_dataset(dataset_path, native_type<T>(), dims);
   hsize_t n = std::accumulate(dims.begin(), dims.end(), hsize_t(1), std::multiplies<>());
+  fault::before_dataset_write(*this, n * sizeof(T));
   if (n > 0) BTM_H5(H5Dwrite(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
 }
 
@@ -265,7 +268,12 @@ void File::write_strings(const std::string& dataset_path, const std::vector<std:
   Handle d = create_dataset(dataset_path, type.get(), {values.size()});
   std::vector<const char*> ptrs;
   ptrs.reserve(values.size());
-  for (const auto& v : values) ptrs.push_back(v.c_str());
+  std::uint64_t bytes = 0;
+  for (const auto& v : values) {
+    ptrs.push_back(v.c_str());
+    bytes += v.size() + 1;
+  }
+  fault::before_dataset_write(*this, bytes);
   if (!values.empty()) BTM_H5(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()));
 }
 

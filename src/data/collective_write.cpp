@@ -1,6 +1,7 @@
 #include "data/collective_write.hpp"
 
 #include "btm/error.hpp"
+#include "btm/fault_hook.hpp"
 
 namespace btm {
 
@@ -29,6 +30,7 @@ void write_collective_1d(h5::File& file, const std::string& dataset_path, hid_t 
   h5::Handle xfer(H5Pcreate(H5P_DATASET_XFER));
   BTM_H5(xfer.get());
   BTM_H5(H5Pset_dxpl_mpio(xfer.get(), H5FD_MPIO_COLLECTIVE));
+  fault::before_dataset_write(file, count * H5Tget_size(mem_type), /*flush_first=*/false);
   static const std::uint64_t nothing = 0;  // HDF5 wants a buffer even for an empty part
   BTM_H5(H5Dwrite(dset.get(), mem_type, mem.get(), space.get(), xfer.get(), data ? data : &nothing));
 }
