@@ -1,5 +1,6 @@
 #include "btm/model/llama.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -23,12 +24,13 @@ struct Llama::MoeLayer {
 struct Llama::Activations {
   int n = 0;      // rows (batch * seq) allocated for
   int batch = 0;  // lse is [batch, heads, seq]
+  int head_rows = 0;  // rows of the logits block (Llama::head_loss)
   DeviceBuffer tokens, targets, nll;           // int32 [N], int32 [N], f32 [N]
   std::vector<DeviceBuffer> residual;          // 2L+1 x [N, d]
   std::vector<DeviceBuffer> h1, q, k, v, o;    // per layer: [N,d], [N,qd], [N,kvd] x2, [N,qd]
   std::vector<DeviceBuffer> h2, g, u, a;       // per layer: [N,d], [N,f] x3
   std::vector<DeviceBuffer> rstd1, rstd2, lse; // per layer f32: [N], [N], [B,H,T]
-  DeviceBuffer hf, rstd_f, logits;             // [N,d], f32 [N], [N,V]
+  DeviceBuffer hf, rstd_f, logits;             // [N,d], f32 [N], [head_rows,V]
   DeviceBuffer dx, dh, dq, dk, dv, dout, da, dg, du;  // backward scratch ([N*k, f] for MoE)
   std::vector<Llama::MoeLayer> moe;            // per layer (MoE models)
   DeviceBuffer dye, dxe, dgate, dlogits;       // MoE backward scratch: [N*k,d] x2, f32 [N,k], [N,E]
@@ -142,13 +144,15 @@ void Llama::init_weights(std::uint64_t seed) {
 
 Llama::Activations& Llama::activations(int batch, int seq) {
   const int n = batch * seq;
-  if (acts_ && acts_->n >= n && acts_->batch >= batch && acts_->n / std::max(acts_->batch, 1) >= seq) {
+  if (acts_ && acts_->n >= n && acts_->batch >= batch && acts_->n / std::max(acts_->batch, 1) >= seq &&
+      acts_->head_rows == head_block_rows(acts_->n)) {
     return *acts_;
   }
   acts_.reset();  // free the old set before allocating a larger one
   auto A = std::make_unique<Activations>();
   A->n = n;
   A->batch = batch;
+  A->head_rows = head_block_rows(n);
   const std::size_t cb = dtype_bytes(backend_.compute_dtype());
   const std::size_t d = config_.hidden_size, f = config_.resolved_intermediate_size();
   const std::size_t qd = std::size_t(config_.num_attention_heads) * config_.head_dim();
@@ -183,7 +187,7 @@ Llama::Activations& Llama::activations(int batch, int seq) {
   }
   A->hf = buf(N * d, cb);
   A->rstd_f = buf(N, 4);
-  A->logits = buf(N * V, cb);
+  A->logits = buf(std::size_t(A->head_rows) * V, cb);
   A->dx = buf(N * d, cb);
   A->dh = buf(N * d, cb);
   A->dq = buf(N * qd, cb);
@@ -223,8 +227,14 @@ void Llama::forward(const std::int32_t* tokens, int batch, int seq, bool trainin
                     ", position " + std::to_string(t) + " is outside the vocabulary [0, " +
                     std::to_string(V) + ")");
       }
+      const std::int32_t y = tokens[std::size_t(b) * (seq + 1) + t + 1];
+      if (y >= V) {
+        throw Error("target token " + std::to_string(y) + " at batch row " + std::to_string(b) + ", position " +
+                    std::to_string(t + 1) + " is outside the vocabulary [0, " + std::to_string(V) +
+                    ") (negative targets mean: ignore this token)");
+      }
       in[std::size_t(b) * seq + t] = x;
-      tgt[std::size_t(b) * seq + t] = tokens[std::size_t(b) * (seq + 1) + t + 1];
+      tgt[std::size_t(b) * seq + t] = y;
     }
   }
   be.copy_to_device(A.tokens.get(), in.data(), in.size() * 4);
@@ -261,24 +271,73 @@ void Llama::forward(const std::int32_t* tokens, int batch, int seq, bool trainin
   if (c.is_moe()) stats_.routed_tokens += std::uint64_t(n);
   be.rmsnorm_forward(A.residual[2 * L].get(), params() + layout_.final_norm(), A.hf.get(),
                      A.rstd_f.f32(), n, d, eps);
-  be.linear_forward(A.hf.get(), weight(layout_.lm_head()), A.logits.get(), n, d, V, false);
 }
 
-void Llama::backward(int batch, int seq, float aux_scale) {
+int Llama::head_block_rows(int n) const {
+  if (head_rows_ > 0) return std::min(head_rows_, std::max(n, 1));
+  // At most 256 MiB of logits. Smaller blocks would stay in cache between the GEMM that
+  // writes them and those that read their gradient, but every block re-reads (on the cpu
+  // backend: re-packs) the whole head weight in its three GEMMs, which costs more than it
+  // saves at moderate sizes (bench/RESULTS.md); blocks bound the memory of large batches and
+  // vocabularies instead.
+  const std::size_t budget = std::size_t(256) << 20;
+  const std::size_t row = std::size_t(config_.vocab_size) * dtype_bytes(backend_.compute_dtype());
+  return static_cast<int>(std::clamp<std::size_t>(budget / std::max<std::size_t>(row, 1), 1, std::max(n, 1)));
+}
+
+void Llama::head_loss(int n, bool backward, float grad_scale) {
+  Activations& A = *acts_;
+  Backend& be = backend_;
+  const int d = config_.hidden_size, V = config_.vocab_size;
+  const std::size_t cb = dtype_bytes(be.compute_dtype());
+  const void* w = weight(layout_.lm_head());
+  for (int r0 = 0; r0 < n; r0 += A.head_rows) {
+    const int rows = std::min(A.head_rows, n - r0);
+    const void* hf = static_cast<const char*>(A.hf.get()) + std::size_t(r0) * d * cb;  // [rows, d]
+    void* dh = static_cast<char*>(A.dh.get()) + std::size_t(r0) * d * cb;              // [rows, d]
+    be.linear_forward(hf, w, A.logits.get(), rows, d, V, false);
+    // With a gradient the block becomes d(loss)/d(logits) in place.
+    be.cross_entropy(A.logits.get(), A.targets.i32() + r0, A.nll.f32() + r0, rows, V, backward ? grad_scale : 0.0f);
+    if (!backward) continue;
+    if (grad_scale == 0.0f) {  // the logits were left as they are: no gradient flows
+      be.zero(dh, std::size_t(rows) * d * cb);
+      continue;
+    }
+    be.linear_backward_weight(A.logits.get(), hf, grads() + layout_.lm_head(), rows, d, V);
+    be.linear_backward_input(A.logits.get(), w, dh, rows, d, V, false);
+  }
+}
+
+std::vector<std::pair<std::size_t, std::size_t>> Llama::gradient_buckets() const {
+  const std::size_t L = config_.num_hidden_layers;
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  out.emplace_back(layout_.final_norm(), layout_.total() - layout_.final_norm());
+  for (std::size_t l = L; l-- > 0;) {
+    const std::size_t end = l + 1 < L ? layout_.layer(int(l) + 1).input_norm : layout_.final_norm();
+    out.emplace_back(layout_.layer(int(l)).input_norm, end - layout_.layer(int(l)).input_norm);
+  }
+  const std::size_t first_layer = L > 0 ? layout_.layer(0).input_norm : layout_.final_norm();
+  out.emplace_back(0, first_layer);
+  return out;
+}
+
+void Llama::backward(int batch, int seq, float aux_scale, const std::function<void(int)>& on_final) {
+  auto final_bucket = [&, next = 0]() mutable {
+    if (on_final) on_final(next++);
+  };
   Activations& A = *acts_;
   Backend& be = backend_;
   const ModelConfig& c = config_;
   const int n = batch * seq, d = c.hidden_size, f = c.resolved_intermediate_size();
   const int H = c.num_attention_heads, KV = c.kv_heads(), hd = c.head_dim();
-  const int qd = H * hd, kvd = KV * hd, V = c.vocab_size, L = c.num_hidden_layers;
+  const int qd = H * hd, kvd = KV * hd, L = c.num_hidden_layers;
   const float theta = static_cast<float>(c.rope_theta);
   float* G = grads();
 
-  // A.logits already holds d(loss)/d(logits), written by the fused cross-entropy.
-  be.linear_backward_weight(A.logits.get(), A.hf.get(), G + layout_.lm_head(), n, d, V);
-  be.linear_backward_input(A.logits.get(), weight(layout_.lm_head()), A.dh.get(), n, d, V, false);
+  // A.dh holds d(loss)/d(hf) and the LM head's gradient is in, from head_loss.
   be.rmsnorm_backward(A.dh.get(), A.residual[2 * L].get(), params() + layout_.final_norm(),
                       A.rstd_f.f32(), A.dx.get(), G + layout_.final_norm(), n, d, false);
+  final_bucket();  // final norm, untied head
   const AttentionShape shape{batch, seq, seq, H, KV, hd};
   for (int l = L - 1; l >= 0; --l) {
     const auto& P = layout_.layer(l);
@@ -311,18 +370,21 @@ void Llama::backward(int batch, int seq, float aux_scale) {
     be.linear_backward_input(A.dv.get(), weight(P.v), A.dh.get(), n, d, kvd, true);
     be.rmsnorm_backward(A.dh.get(), A.residual[2 * l].get(), params() + P.input_norm,
                         A.rstd1[l].f32(), A.dx.get(), G + P.input_norm, n, d, true);
+    final_bucket();  // layer l
   }
   be.embedding_backward(A.tokens.i32(), A.dx.get(), G + layout_.embed(), n, d);
+  final_bucket();  // embedding (and tied head)
 }
 
-std::uint64_t Llama::accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale) {
+std::uint64_t Llama::accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale,
+                                          const std::function<void(int)>& on_final) {
   forward(tokens, batch, seq, true);
   Activations& A = *acts_;
   const int n = batch * seq;
-  backend_.cross_entropy(A.logits.get(), A.targets.i32(), A.nll.f32(), n, config_.vocab_size, grad_scale);
+  head_loss(n, true, grad_scale);
   // This micro-batch's load-balancing loss weighs as its share of the step's tokens.
   const float aux_weight = grad_scale * static_cast<float>(n);
-  backward(batch, seq, aux_weight);
+  backward(batch, seq, aux_weight, on_final);
   if (config_.is_moe()) {
     for (auto& M : A.moe) backend_.axpy(static_cast<float>(n), M.aux.f32(), aux_sum_.f32(), 1);
   }
@@ -370,7 +432,7 @@ void Llama::token_nll(const std::int32_t* tokens, int batch, int seq, float* nll
   forward(tokens, batch, seq, false);
   Activations& A = *acts_;
   const int n = batch * seq;
-  backend_.cross_entropy(A.logits.get(), A.targets.i32(), A.nll.f32(), n, config_.vocab_size, 0.0f);
+  head_loss(n, false, 0.0f);
   backend_.copy_to_host(nll, A.nll.get(), std::size_t(n) * sizeof(float));
 }
 

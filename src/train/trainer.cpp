@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "btm/collective_error.hpp"
 #include "btm/data/loader.hpp"
@@ -202,6 +203,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   BatchLoader loader(data, job.domains, "train", ctx, job.mixing, state.data_seed, comm.rank(), comm.size());
   if (state.step > 0) loader.restore(state.cursor);
   auto reducer = backend.make_allreducer(comm);
+  const auto buckets = model.gradient_buckets();
   const LrSchedule schedule{tc.lr, tc.min_lr_ratio, std::lround(tc.warmup_fraction * total_steps), total_steps};
   const double flops_per_token = training_flops_per_token(config, ctx);
   const double peak = measured_peak_flops(backend);
@@ -273,19 +275,32 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
     const std::uint64_t first_sample = loader.cursor().sample + rank_first;
     const int local = loader.next(tc.global_batch, tokens);
     double sums[3] = {0, StopSignals::requested() ? 1.0 : 0.0, 0};
+    // The gradient sum over ranks runs bucket by bucket while the last micro-batch's backward
+    // pass finishes the buckets after it (the same sums as one allreduce of the whole buffer).
+    std::size_t started = 0;
+    auto start_buckets = [&](std::size_t upto) {
+      if (comm.size() < 2) return;
+      reducer->progress();
+      for (; started < upto; ++started) reducer->start_sum(model.grads() + buckets[started].first, buckets[started].second);
+    };
     for (int i = 0; i < local; i += tc.micro_batch) {
       const int nb = std::min(tc.micro_batch, local - i);
+      const bool last = i + tc.micro_batch >= local;
       model.set_routing_seed(mix64(routing_key ^ (first_sample + std::uint64_t(i))));
-      model.accumulate_gradients(tokens.data() + std::size_t(i) * (ctx + 1), nb, ctx, grad_scale);
+      model.accumulate_gradients(tokens.data() + std::size_t(i) * (ctx + 1), nb, ctx, grad_scale,
+                                 last ? std::function<void(int)>([&](int b) { start_buckets(std::size_t(b) + 1); })
+                                      : std::function<void(int)>());
     }
+    start_buckets(buckets.size());  // a rank without micro-batches still takes part in every sum
     sums[0] = model.take_nll_sum();
     sums[2] = model.take_aux_loss_sum();
     const std::int64_t step = state.step + 1;
+    if (comm.size() > 1) reducer->wait();
+    // Test hook: rank 0's loss and summed gradients turn NaN, as if its data had been bad.
     if (control.nonfinite_at && comm.is_root() && control.nonfinite_at(job.name, step)) {
       sums[0] = std::nan("");
       backend.scale(model.grads(), std::nanf(""), model.layout().total());
     }
-    if (comm.size() > 1) reducer->sum(model.grads(), model.layout().total());
     comm.allreduce_sum(sums, 3);
     const double loss = sums[0] / double(tokens_per_step);
     const double aux_loss = sums[2] / double(tokens_per_step);

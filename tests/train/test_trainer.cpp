@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "btm/comm.hpp"
 #include "btm/data/dataset.hpp"
@@ -61,6 +63,47 @@ std::filesystem::path make_data(const std::string& name) {
 }
 
 }  // namespace
+
+// The trainer's gradient sum: each bucket started as the last micro-batch's backward pass
+// finishes it, against one allreduce of the whole buffer after the backward pass.
+TEST(TrainerGradientSum, BucketsStartedDuringTheBackwardPassGiveTheWholeBufferSum) {
+  const btm::Comm world = btm::Comm::world();
+  btm::ModelConfig c;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.vocab_size = 61;
+  c.max_position_embeddings = 16;
+  auto backend = btm::make_backend("cpu");
+  btm::Llama blocking(c, *backend), bucketed(c, *backend);
+  blocking.init_weights(5);
+  bucketed.init_weights(5);
+  std::vector<std::int32_t> tokens(2 * 2 * 17);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::int32_t((i * 7 + 13 * world.rank()) % 61);
+  auto reducer = backend->make_allreducer(world);
+  const auto buckets = bucketed.gradient_buckets();
+  const std::size_t total = blocking.layout().total();
+  blocking.zero_grads();
+  bucketed.zero_grads();
+  for (int i = 0; i < 2; ++i) blocking.accumulate_gradients(tokens.data() + i * 2 * 17, 2, 16, 0.01f);
+  reducer->sum(blocking.grads(), total);
+  bucketed.accumulate_gradients(tokens.data(), 2, 16, 0.01f);
+  bucketed.accumulate_gradients(tokens.data() + 2 * 17, 2, 16, 0.01f, [&](int b) {
+    reducer->progress();
+    reducer->start_sum(bucketed.grads() + buckets[b].first, buckets[b].second);
+  });
+  reducer->wait();
+  std::vector<float> want(total), got(total);
+  backend->copy_to_host(want.data(), blocking.grads(), total * sizeof(float));
+  backend->copy_to_host(got.data(), bucketed.grads(), total * sizeof(float));
+  if (world.size() <= 2) {
+    EXPECT_EQ(got, want);
+  } else {  // the order in which the ranks' contributions are added may differ
+    for (std::size_t i = 0; i < total; ++i) ASSERT_NEAR(got[i], want[i], 1e-6 * (1 + std::abs(want[i]))) << i;
+  }
+}
 
 TEST(Trainer, LossFallsAndMetricsAreStored) {
   auto dir = make_data("trainer_falls");

@@ -4,8 +4,11 @@
 // Owns, on the backend's device: fp32 master parameters, fp32 gradients and the compute
 // copy of the parameters (bf16 on GPUs; on the cpu backend it aliases the master copy).
 // Optimizer moments live with the optimizer (train/optimizer.hpp), in the same layout.
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "btm/model/param_layout.hpp"
@@ -63,7 +66,15 @@ class Llama {
   // The same without waiting for the device: the NLL stays in a device accumulator that
   // take_nll_sum() reads (one synchronisation per optimizer step, not per micro-batch).
   // Returns the number of targets counted.
-  std::uint64_t accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale);
+  // `on_final(i)`, when given, is called as soon as gradient_buckets()[i] holds its final
+  // value for this micro-batch, for i = 0, 1, ... in order (the gradient allreduce of the last
+  // micro-batch starts there, overlapping the rest of its backward pass).
+  std::uint64_t accumulate_gradients(const std::int32_t* tokens, int batch, int seq, float grad_scale,
+                                     const std::function<void(int)>& on_final = {});
+  // Contiguous ranges {offset, count} of grads() that together cover it, in the order the
+  // backward pass finishes them: the final norm (and untied head), the layers last to
+  // first, then the embedding (which, tied, is also the head).
+  std::vector<std::pair<std::size_t, std::size_t>> gradient_buckets() const;
   double take_nll_sum();
   // MoE: sum over the micro-batches since the last call of (batch * seq) * sum over layers of
   // their load-balancing loss; divided by the tokens it is the loss term the gradients
@@ -71,6 +82,12 @@ class Llama {
   double take_aux_loss_sum();
   // Per-token NLL, host [batch, seq] (0 for ignored targets). No gradients.
   void token_nll(const std::int32_t* tokens, int batch, int seq, float* nll);
+
+  // Rows of logits that exist at a time: the LM head and the cross-entropy run in blocks of
+  // this many token rows, so no more than [rows, vocab] logits are ever stored. 0 (the
+  // default) allows up to 256 MiB of logits. The results do not depend on it beyond float
+  // rounding of the head's weight gradient (summed block by block).
+  void set_head_rows(int rows) { head_rows_ = std::max(rows, 0); }
 
   // Incremental decoding with a KV cache (batch 1): feeds `n` tokens at the current position
   // and returns the logits of the last one (host, [vocab]). reset_cache() starts over.
@@ -99,7 +116,12 @@ class Llama {
   void allocate_moe(MoeLayer& M, int n) const;
   MoeAuxForm aux_form() const;
   void forward(const std::int32_t* tokens, int batch, int seq, bool training);
-  void backward(int batch, int seq, float aux_scale);
+  // From the final norm's output: the LM head and cross-entropy block by block (nll of every
+  // row; with `backward`, the head's weight gradient and d(loss)/d(hf) into the scratch dh).
+  void head_loss(int n, bool backward, float grad_scale);
+  int head_block_rows(int n) const;
+  // From d(loss)/d(hf) (head_loss) down to the embedding.
+  void backward(int batch, int seq, float aux_scale, const std::function<void(int)>& on_final);
   // The MoE feed-forward block of layer l: out[n,d] += moe(h[n,d]).
   void moe_forward(int l, const void* h, void* out, int n, MoeLayer& M, bool training);
   // From dy[n,d] (gradient of the block's output): expert and router gradients, and
@@ -121,6 +143,7 @@ class Llama {
   RoutingStats stats_;
   std::uint64_t routing_seed_ = 0;
   bool train_experts_ = true;
+  int head_rows_ = 0;
 };
 
 // FLOPs of one training token (forward + backward), the PaLM appendix B formula:

@@ -76,6 +76,17 @@ class Allreducer {
  public:
   virtual ~Allreducer() = default;
   virtual void sum(float* device_data, std::size_t n) = 0;
+  // Starts summing device_data[n] and returns; the data is not to be touched until wait().
+  // Every rank starts the same buckets in the same order. Each element's sum is the one
+  // sum() gives at 1 and 2 ranks (a + b either way); at more ranks the order in which the
+  // ranks' contributions are added is the collective's, so results match sum() to float
+  // rounding and are reproducible for a given rank count and bucket list. Backends without
+  // non-blocking collectives sum at once.
+  virtual void start_sum(float* device_data, std::size_t n) { sum(device_data, n); }
+  // Lets the started sums advance (called between kernels while they run).
+  virtual void progress() {}
+  // Returns when every started sum is complete.
+  virtual void wait() {}
 };
 
 class Backend {
