@@ -49,7 +49,7 @@ struct TrainControl {
   // SIGUSR1 and SIGTERM (e.g. `sbatch --signal=USR1@120`, scancel) have the same effect.
   std::int64_t stop_after_step = -1;
   // Tests of the non-finite guard: when it returns true for (model name, step), rank 0's
-  // loss and gradients of that step are made NaN before they are reduced.
+  // loss and summed gradients of that step are made NaN.
   std::function<bool(const std::string& model, std::int64_t step)> nonfinite_at;
 };
 
