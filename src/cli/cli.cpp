@@ -130,7 +130,8 @@ int command_check(const std::vector<std::string>& args) {
     // The experts already in the forest: the compute-matched baseline counts them, eval runs them.
     std::vector<std::string> in_forest;
     if (Forest::exists(deck.forest_file())) {
-      for (const auto& e : Forest::load(deck.forest_file()).experts()) in_forest.push_back(e.name);
+      const Forest forest = Forest::load(deck.forest_file());
+      for (const auto& e : forest.experts()) in_forest.push_back(e.name);
     }
     print_plan(deck, a.ranks > 0 ? a.ranks : world.size(), std::cout, in_forest);
   }

@@ -27,7 +27,8 @@ PhaseStatus run_baseline(const Deck& deck, const Comm& world) {
   // Compute-matched to the whole forest: the experts forest.h5 holds (earlier runs' too) and
   // those of this deck not registered yet.
   std::vector<std::string> in_forest;
-  for (const auto& e : Forest::load(deck.forest_file()).experts()) in_forest.push_back(e.name);
+  const Forest forest = Forest::load(deck.forest_file());
+  for (const auto& e : forest.experts()) in_forest.push_back(e.name);
   const auto matched = baseline_matched_experts(in_forest, expert_names_of(deck, data));
   job.tokens = baseline_tokens(deck, matched.size());
   if (deck.baseline.tokens == 0) {
