@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "btm/forest.hpp"
 #include "config/deck_test_util.hpp"
 #include "support/run_btm.hpp"
 #include "support/test_paths.hpp"
@@ -19,6 +20,20 @@ TEST(CheckCommand, QuickstartPrintsThePlanAndExitsZero) {
   EXPECT_TRUE(contains(r.out, "Expert groups: P = 3 ranks, E = 4 experts, G = min(P, E) = 3 groups"));
   EXPECT_TRUE(contains(r.out, "scripture, go-code"));
   EXPECT_TRUE(contains(r.out, "ensemble-uniform"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CheckCommand, TheComputeMatchedBaselineCountsTheExpertsTheForestAlreadyHolds) {
+  auto dir = btm::test::fresh_dir("check_cli_forest");
+  // Two experts of an earlier run, registered as the experts phase registers them.
+  for (const std::string name : {"old1", "old2"}) {
+    btm::Forest::register_entry(dir / "forest.h5", {name, name, "seed", "experts/" + name + ".h5", "abc", 1000});
+  }
+  Result r = run_btm("check inputs/quickstart.toml --ranks 2 --set run.out_dir=" + dir.string(), dir);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "compute-matched: 6 experts x experts.tokens (whole steps), counting the forest: 2 in "
+                              "forest.h5 (old1, old2) + 4 this deck adds (scripture, fortunes, python-docs, go-code)"))
+      << r.out;
   std::filesystem::remove_all(dir);
 }
 
