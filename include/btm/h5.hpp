@@ -119,6 +119,10 @@ class AtomicWrite {
   std::unique_ptr<File> file_;
 };
 
+// fsync of a file or folder, so that data and renames survive a node crash, not only a
+// process crash. Throws naming the path.
+void sync_to_disk(const std::filesystem::path& path);
+
 // Opens `path` for reading or throws "cannot open <path>: <what was expected>".
 File open_for_read(const std::filesystem::path& path, const std::string& expected_what);
 

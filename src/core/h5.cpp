@@ -427,10 +427,6 @@ AtomicWrite::~AtomicWrite() {
   std::filesystem::remove(tmp_, ec);
 }
 
-namespace {
-
-// fsync of a file or folder: the data (and then the rename) survive a node crash, not only
-// a process crash.
 void sync_to_disk(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw Error("cannot open " + path.string() + " to sync it: " + std::strerror(errno));
@@ -440,8 +436,6 @@ void sync_to_disk(const std::filesystem::path& path) {
   // Some file systems cannot sync a folder (EINVAL); the file itself is synced.
   if (rc != 0 && err != EINVAL) throw Error("cannot sync " + path.string() + " to disk: " + std::strerror(err));
 }
-
-}  // namespace
 
 void AtomicWrite::commit() {
   file_->flush();

@@ -563,9 +563,11 @@ void run_prepare(const Deck& deck, const Comm& world) {
       file.set_attr("/meta", "data_settings", settings_text(settings));
       file.flush();
       file.close();
+      h5::sync_to_disk(tmp);
       std::error_code ec;
       fs::rename(tmp, path, ec);
       if (ec) throw Error("cannot move " + tmp + " to " + path.string() + ": " + ec.message());
+      h5::sync_to_disk(path.has_parent_path() ? path.parent_path() : fs::path("."));
       return std::string();
     });
   } catch (...) {
