@@ -101,7 +101,8 @@ File::File(const std::filesystem::path& path, Mode mode, MPI_Comm comm) : path_(
     std::string why = mode == Mode::create ? "cannot create HDF5 file " : "cannot open HDF5 file ";
     if (mode != Mode::create && !std::filesystem::exists(path)) why = "no such file: ";
     else if (mode != Mode::create) why = "not a readable HDF5 file: ";
-    throw Error(why + path.string());
+    throw Error(why + path.string() +
+                (why == "not a readable HDF5 file: " ? " (truncated, damaged, or not an HDF5 file)" : ""));
   }
   handle_ = Handle(id);
 }
