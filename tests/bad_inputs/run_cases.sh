@@ -9,7 +9,7 @@
 #
 #   run_cases.sh BTM_BINARY SOURCE_DIR [CASE_NAME_REGEX]
 #
-# cases.txt: one case per line, fields separated by " | ":
+# cases.txt: one case per line, fields separated by " | " (so no field holds a '|'):
 #   name | ranks | setup | btm arguments | expected fragment
 # Each case runs in a fresh folder ($CASE, also the working directory). `setup` (or "-") is
 # shell code run there first, with the helpers of make_inputs.sh; the arguments are parsed
@@ -39,6 +39,15 @@ prepare_runs "$btm" || { echo "FAIL: could not prepare the tiny runs"; exit 1; }
 
 # sha256 of every file under the given folders, one "hash  path" line each, sorted.
 hashes() { find "$@" -type f ! -name btm_output.txt -print0 2>/dev/null | xargs -0 -r sha256sum | sort; }
+
+# Whether a btm process still runs in the case folder (a rank that did not stop).
+still_running() {
+  local p
+  for p in $(pgrep -f -- "$btm"); do
+    [[ $(readlink "/proc/$p/cwd" 2>/dev/null) == "$CASE" ]] && return 0
+  done
+  return 1
+}
 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; s=${s%"${s##*[![:space:]]}"}; printf '%s' "$s"; }
 
@@ -83,7 +92,7 @@ while IFS= read -r line || [[ -n $line ]]; do
       problem="crash or library noise in the output"
     elif changed=$(comm -23 <(printf '%s\n' "$before") <(hashes "$CASE" "$RUN" "$RUN_SMALL" "$RUN_OTHER_TOKENIZER")) && [[ -n $changed ]]; then
       problem="a file that existed before changed or is gone: $(awk '{print $2}' <<<"$changed" | head -3 | xargs)"
-    elif [[ $ranks != 1 ]] && pgrep -f -- "$CASE" >/dev/null; then
+    elif still_running; then
       problem="a rank is still running"
     fi
   fi
