@@ -23,15 +23,22 @@ cmake --build build-asan -j "$(nproc)" --target "${targets[@]/#/fuzz_}" >&2
 # their own globals at teardown): suppressed by library, so a leak in btm still fails.
 export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# HDF5 asks for absurd sizes when a damaged file declares them and handles the NULL that
+# malloc returns outside ASan; let ASan's malloc return NULL too instead of stopping.
+export ASAN_OPTIONS=allocator_may_return_null=1
 failed=()
 for t in "${targets[@]}"; do
   work=build-asan/fuzz/$t
   rm -rf "$work" && mkdir -p "$work/corpus"
   # New inputs go to the scratch corpus (first folder); the committed seeds are only read.
-  if build-asan/tests/fuzz/fuzz_"$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
-       -artifact_prefix="$work/" -print_final_stats=1 "$work/corpus" "tests/fuzz/corpus/$t" >"$work/log" 2>&1; then
-    runs=$(grep -m1 "stat::number_of_executed_units" "$work/log" | awk '{print $2}')
-    echo "fuzz target=$t seconds=$seconds runs=${runs:-?} crashes=0"
+  # Fork mode goes on after a timeout: HDF5 1.10's global-heap reader can loop forever on a
+  # damaged file (tests/fuzz/README.md), which btm cannot bound; timeouts are listed, and
+  # crashes, sanitizer reports and out-of-memory still fail.
+  if build-asan/tests/fuzz/fuzz_"$t" -fork=1 -ignore_timeouts=1 -max_total_time="$seconds" -timeout=20 \
+       -rss_limit_mb=4096 -artifact_prefix="$work/" "$work/corpus" "tests/fuzz/corpus/$t" >"$work/log" 2>&1; then
+    runs=$(grep -o "^#[0-9]*" "$work/log" | tail -1 | tr -d '#' || true)
+    timeouts=$(find "$work" -maxdepth 1 -name 'timeout-*' | wc -l)
+    echo "fuzz target=$t seconds=$seconds runs=${runs:-?} crashes=0 timeouts=$timeouts"
   else
     echo "fuzz target=$t seconds=$seconds status=crash log=$work/log"
     grep -E "ERROR|SUMMARY|runtime error|uncaught|Test unit written" "$work/log" | head -8

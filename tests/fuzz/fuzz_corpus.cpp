@@ -7,11 +7,6 @@
 #include "btm/error.hpp"
 #include "fuzz_support.hpp"
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  btm::fuzz::init_mpi();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const bool gz = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
   const auto path = btm::fuzz::scratch_file(gz ? "corpus.jsonl.gz" : "corpus.jsonl", data, size);

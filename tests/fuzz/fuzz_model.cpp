@@ -6,11 +6,6 @@
 #include "btm/train/checkpoint.hpp"
 #include "fuzz_support.hpp"
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  btm::fuzz::init_mpi();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto path = btm::fuzz::scratch_file("model.h5", data, size);
   try {

@@ -1,7 +1,7 @@
 #pragma once
-// Shared by the libFuzzer targets: MPI brought up once (the readers may ask for the rank),
-// and a scratch file per process for readers that take a path.
-#include <mpi.h>
+// Shared by the libFuzzer targets: a scratch file per process for readers that take a path.
+// The readers need no MPI (HDF5 files open with the default driver), so the targets do
+// not start it: MPI_Init's own allocations would only add leak reports.
 #include <unistd.h>
 
 #include <cstdint>
@@ -12,12 +12,6 @@
 #include <string>
 
 namespace btm::fuzz {
-
-inline void init_mpi() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized) MPI_Init(nullptr, nullptr);
-}
 
 // The scratch folder of this process, removed at exit.
 inline const std::filesystem::path& scratch_dir() {
