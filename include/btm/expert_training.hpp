@@ -32,7 +32,11 @@ StartPoint branch_from_seed(const Deck& deck, const std::string& who);
 
 // The model file of a forest entry, checked to be a finished model: a missing file or an
 // interrupted checkpoint in its place is an error naming the expert, never used silently.
-std::filesystem::path finished_expert_file(const Forest& forest, const ForestEntry& entry);
+// With `data_tokenizer` (SentencePiece model bytes) the expert must also carry that
+// tokenizer: a model file swapped for one of another run would score foreign token ids.
+std::filesystem::path finished_expert_file(const Forest& forest, const ForestEntry& entry,
+                                           const std::string& data_tokenizer = {},
+                                           const std::filesystem::path& data_file = {});
 
 // `btm forest add`: registers the finished model file `model` in the forest (under `name`
 // and `domain` when not empty, else its own), refusing a model that is unfinished, a

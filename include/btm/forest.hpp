@@ -27,6 +27,8 @@ struct ForestEntry {
   std::string file;    // as stored (relative to the forest's folder unless absolute)
   std::string architecture;
   std::uint64_t tokens = 0;  // training tokens of the expert phase
+
+  bool operator==(const ForestEntry&) const = default;
 };
 
 struct ForestFailure {

@@ -114,7 +114,8 @@ class Reader {
     places_.note(path, table.source());
     for (auto&& [key, node] : table) {
       const std::string key_path = path + "." + std::string(key.str());
-      auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == key.str(); });
+      const std::string_view name = key.str();  // a lambda may not capture a structured binding (Clang 14)
+      auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == name; });
       if (field == fields.end()) {
         if (std::find(nested.begin(), nested.end(), key.str()) != nested.end()) continue;
         places_.note(key_path, key.source());

@@ -10,7 +10,7 @@
 namespace btm {
 
 namespace {
-std::string location(const std::source_location& where) {
+std::string location(const SourceLocation& where) {
   std::string file = where.file_name();
   if (auto pos = file.rfind("/src/"); pos != std::string::npos) file = file.substr(pos + 1);
   return file + ":" + std::to_string(where.line());
@@ -47,11 +47,11 @@ herr_t walk_h5_error(unsigned n, const H5E_error2_t* err, void* out) {
 }
 }  // namespace
 
-void fail_call(const std::string& what, std::source_location where) {
+void fail_call(const std::string& what, SourceLocation where) {
   throw Error(what + " (" + location(where) + ")");
 }
 
-void check_mpi(int code, const char* call, std::source_location where) {
+void check_mpi(int code, const char* call, SourceLocation where) {
   if (code == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -66,7 +66,7 @@ std::string take_h5_system_reason() {
   return text.reason;
 }
 
-void check_h5(long long status, const char* call, std::source_location where) {
+void check_h5(long long status, const char* call, SourceLocation where) {
   if (status >= 0) return;
   H5ErrorText text;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_h5_error, &text);

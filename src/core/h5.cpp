@@ -99,11 +99,16 @@ File::File(const std::filesystem::path& path, Mode mode, MPI_Comm comm) : path_(
     case Mode::create: id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()); break;
   }
   if (id < 0) {
-    const std::string reason = take_h5_system_reason();
-    std::string why = mode == Mode::create ? "cannot create HDF5 file " : "cannot open HDF5 file ";
-    if (mode != Mode::create && !std::filesystem::exists(path)) why = "no such file: ";
-    else if (mode != Mode::create) why = "not a readable HDF5 file: ";
-    throw Error(why + path.string() + (mode == Mode::create && !reason.empty() ? " (" + reason + ")" : ""));
+    std::string reason = take_h5_system_reason();
+    std::string why = "cannot create HDF5 file ";
+    if (mode != Mode::create && !std::filesystem::exists(path)) {
+      why = "no such file: ";
+      reason.clear();
+    } else if (mode != Mode::create) {
+      why = "not a readable HDF5 file: ";
+      reason = "truncated, damaged, or not an HDF5 file";
+    }
+    throw Error(why + path.string() + (reason.empty() ? "" : " (" + reason + ")"));
   }
   handle_ = Handle(id);
   if (mode == Mode::create) {
@@ -233,6 +238,15 @@ void File::read_into(const std::string& dataset_path, T* out, std::size_t n) con
                 std::to_string(total));
   }
   Handle d = open_object(dataset_path);
+  // A damaged file may declare elements of any size, and HDF5 allocates its conversion
+  // buffer from that size before it fails (4 GiB for one element, found by fuzz_model).
+  Handle stored(H5Dget_type(d.get()));
+  BTM_H5(stored.get());
+  const std::size_t bytes = H5Tget_size(stored.get());
+  if (bytes == 0 || bytes > 16) {
+    throw Error(where(dataset_path) + ": elements of " + std::to_string(bytes) +
+                " bytes; expected numbers (the file is damaged)");
+  }
   if (n > 0) BTM_H5(H5Dread(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out));
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <memory>
 #include <sstream>
 #include <vector>
@@ -232,7 +233,9 @@ std::vector<fs::directory_entry> sorted_entries(const fs::path& dir) {
 std::vector<fs::path> domain_dirs(const fs::path& corpus) {
   std::vector<fs::path> out;
   for (const auto& e : sorted_entries(corpus)) {
-    if (e.is_directory()) out.push_back(e.path());
+    std::error_code ec;
+    if (e.is_directory(ec)) out.push_back(e.path());
+    if (ec) throw Error(e.path().string() + ": cannot read (" + ec.message() + ")");
   }
   return out;
 }
@@ -287,16 +290,27 @@ void check_tree_file(const fs::path& file) {
 }
 
 // Files of a text-tree domain, recursively, sorted by their path relative to the domain.
+// Symbolic links are followed, but one back to a folder already read (a cycle) or one that
+// never resolves (a loop) is an error naming the link.
 std::vector<fs::path> tree_files(const fs::path& dir) {
   std::vector<fs::path> out;
+  std::set<fs::path> folders_read{fs::canonical(dir)};
   std::error_code ec;
   fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec), end;
   for (; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    const bool is_dir = it->is_directory(type_ec);
+    const bool is_file = !type_ec && it->is_regular_file(type_ec);
+    if (type_ec) throw Error(it->path().string() + ": cannot read (" + type_ec.message() + ")");
     if (is_hidden(it->path())) {
-      if (it->is_directory()) it.disable_recursion_pending();
+      if (is_dir) it.disable_recursion_pending();
       continue;
     }
-    if (it->is_regular_file()) {
+    if (is_dir && !folders_read.insert(fs::canonical(it->path())).second) {
+      throw Error(it->path().string() + ": a symbolic link to " + fs::canonical(it->path()).string() +
+                  ", a folder the corpus already reads (a cycle or a duplicate); remove the link");
+    }
+    if (is_file) {
       check_tree_file(it->path());
       out.push_back(it->path());
     }

@@ -201,7 +201,8 @@ std::string check_existing(const fs::path& path, const Settings& wanted) {
     if (old != value) diff += "\n  " + key + ": the file has " + old + ", the deck has " + value;
   }
   for (const auto& [key, value] : have) {
-    bool known = std::any_of(wanted.begin(), wanted.end(), [&](const auto& kv) { return kv.first == key; });
+    const std::string& name = key;  // a lambda may not capture a structured binding (Clang 14)
+    bool known = std::any_of(wanted.begin(), wanted.end(), [&](const auto& kv) { return kv.first == name; });
     if (!known) diff += "\n  " + key + ": the file has " + value + ", the deck has (not used)";
   }
   if (!diff.empty()) {

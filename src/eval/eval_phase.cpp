@@ -89,7 +89,7 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
               ": the experts phase did not run; skipping the experts and the ensembles");
   } else {
     for (const auto& e : forest.experts()) {
-      plan.experts.push_back({e.name, e.domain, finished_expert_file(forest, e)});
+      plan.experts.push_back({e.name, e.domain, finished_expert_file(forest, e, data.tokenizer_model(), data.path())});
     }
     plan.ensembles = deck.eval.ensembles;
   }

@@ -144,6 +144,15 @@ Forest Forest::load_manifest(const std::filesystem::path& path) {
 }
 
 void Forest::save(const std::filesystem::path& path) const {
+  // A manifest that already lists these rows stays untouched: phases that only read the
+  // forest (average, eval) rewrite nothing, and a run that stops early changes no file.
+  if (std::filesystem::exists(path)) {
+    try {
+      if (load_manifest(path).experts_ == experts_) return;
+    } catch (const Error&) {
+      // an unreadable manifest is replaced
+    }
+  }
   std::vector<std::string> names, domains, parents, files, archs;
   std::vector<std::uint64_t> tokens;
   for (const auto& e : experts_) {
@@ -206,8 +215,9 @@ void Forest::add(const ForestEntry& entry) {
   if (entry.name.empty()) throw Error("a forest expert needs a name");
   for (const auto& e : experts_) {
     if (e.name != entry.name && e.architecture != entry.architecture) {
-      throw Error("expert '" + entry.name + "' has architecture " + entry.architecture + ", but the forest's experts have " +
-                  e.architecture + " (e.g. '" + e.name + "'); experts of one forest must share an architecture");
+      throw Error("expert '" + entry.name + "' (" + entry.file + ") has architecture " + entry.architecture + ", but the " +
+                  "experts of " + (path_.empty() ? std::string("the forest") : path_.string()) + " have " + e.architecture +
+                  " (e.g. '" + e.name + "'); experts of one forest must share an architecture");
     }
   }
   auto it = std::find_if(experts_.begin(), experts_.end(), [&](const auto& e) { return e.name == entry.name; });

@@ -1,5 +1,8 @@
 #include "btm/model/model_file.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "btm/error.hpp"
 
 namespace btm {
@@ -90,6 +93,13 @@ std::vector<float> read_params(const h5::File& f, const std::string& group, cons
       throw Error(f.where(path) + ": expected shape " + str(want) + ", found " + str(dims));
     }
     f.read_into<float>(path, host.data() + p.offset, p.numel);
+    // A NaN or inf parameter would only surface later as a NaN loss or prior, far from its cause.
+    const float* first = host.data() + p.offset;
+    const float* bad = std::find_if(first, first + p.numel, [](float v) { return !std::isfinite(v); });
+    if (bad != first + p.numel) {
+      throw Error(f.where(path) + ": non-finite value (" + std::to_string(*bad) + ") at element " +
+                  std::to_string(bad - first) + "; the file is damaged or its training diverged");
+    }
   }
   return host;
 }

@@ -43,7 +43,7 @@ PhaseStatus run_average(const Deck& deck, const Comm& world) {
   std::vector<std::filesystem::path> files;
   std::vector<std::string> names;
   for (const auto& e : forest.experts()) {
-    files.push_back(finished_expert_file(forest, e));
+    files.push_back(finished_expert_file(forest, e, data.tokenizer_model(), data.path()));
     names.push_back(e.name);
   }
   // Uniform and explicit averages: rank 0 (I/O bound, one tensor at a time).

@@ -148,11 +148,21 @@ PhaseStatus train_group_experts(const Deck& deck, const Dataset& data, Backend& 
   return PhaseStatus::done;
 }
 
-std::filesystem::path finished_expert_file(const Forest& forest, const ForestEntry& entry) {
+std::filesystem::path finished_expert_file(const Forest& forest, const ForestEntry& entry,
+                                           const std::string& data_tokenizer, const std::filesystem::path& data_file) {
   const std::filesystem::path file = forest.resolve(entry);
   const std::string where = forest.path().string() + " lists expert \"" + entry.name + "\" with file " + file.string();
   if (!std::filesystem::exists(file)) {
     throw Error(where + ", which does not exist; restore it or remove the expert (btm forest remove)");
+  }
+  const h5::File f = h5::open_for_read(file, "an expert model file");
+  if (!f.exists("/config")) {
+    throw Error(where + ", which is not a btm model file (no /config); restore it or remove the expert "
+                "(btm forest remove)");
+  }
+  if (!data_tokenizer.empty() && f.exists("/tokenizer/model") && read_tokenizer(f).model != data_tokenizer) {
+    throw Error(where + ", whose tokenizer differs from the one of " + data_file.string() +
+                "; experts must be trained on this run's data (restore the file or remove the expert)");
   }
   if (!model_is_complete(file)) {
     throw Error(where + ", which is an unfinished training checkpoint; finish it (btm run DECK --phases experts) "

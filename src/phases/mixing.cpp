@@ -72,7 +72,8 @@ std::vector<double> trunk_weights(const MixModel& model, const std::vector<Mixed
   if (model.weights.empty()) return std::vector<double>(experts.size(), 1.0);
   std::vector<double> w(experts.size(), 0.0);
   for (const auto& [name, value] : model.weights) {
-    const auto it = std::find_if(experts.begin(), experts.end(), [&](const MixedExpert& e) { return e.name == name; });
+    const std::string& wanted = name;  // a lambda may not capture a structured binding (Clang 14)
+    const auto it = std::find_if(experts.begin(), experts.end(), [&](const MixedExpert& e) { return e.name == wanted; });
     if (it == experts.end()) throw Error(where + ".weights." + name + ": \"" + name + "\" is not one of \"" + model.name + "\"'s experts");
     w[it - experts.begin()] = value;
   }

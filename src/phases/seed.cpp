@@ -3,6 +3,7 @@
 // with seed.tokens = 0 too, that model becomes the seed as is.
 #include "btm/data/dataset.hpp"
 #include "btm/error.hpp"
+#include "btm/h5.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
 #include "btm/train/checkpoint.hpp"
@@ -17,6 +18,9 @@ ModelFile load_init_model(const Deck& deck, const Dataset& data) {
   const std::filesystem::path& file = deck.seed.init;
   const std::string who = "seed.init = \"" + file.string() + "\"";
   if (!std::filesystem::exists(file)) throw Error(who + ": no such file (expected a finished btm model file, e.g. from btm import)");
+  if (!h5::open_for_read(file, "a btm model file").exists("/config")) {
+    throw Error(who + ": not a btm model file (no /config); expected a finished btm model file, e.g. from btm import");
+  }
   if (!model_is_complete(file)) {
     throw Error(who + ": an unfinished training checkpoint; finish it or give a finished model file");
   }
