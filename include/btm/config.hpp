@@ -77,6 +77,9 @@ struct TrainConfig {
   int eval_every = 100;    // validation loss per domain; 0: only at the end
   int eval_batches = 4;    // micro batches per domain per validation
   int checkpoint_every = 200;  // 0: only at the end
+  // Linear layers' GEMM operands: auto (fp32 on cpu, bf16 on cuda) | fp32 | bf16 (bf16
+  // operands, fp32 accumulation; master weights, norms, softmax and loss stay fp32).
+  std::string precision = "auto";
 
   bool operator==(const TrainConfig&) const = default;
 };
