@@ -153,6 +153,8 @@ class Block(nn.Module):
         d, h, kv, f = cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"]
         self.h, self.kv, self.hd, self.eps = h, kv, d // h, cfg["eps"]
         self.attention = cfg["attention"]
+        if self.attention == "sdpa" and not hasattr(F, "scaled_dot_product_attention"):
+            self.attention = "manual"  # PyTorch < 2.0: no public fused attention
         self.k = kernels
         self.input_norm = nn.Parameter(torch.ones(d))
         self.qkv = nn.Parameter(torch.empty((h + 2 * kv) * self.hd, d))  # [q; k; v] rows
@@ -392,7 +394,7 @@ def main():
            "eps": args.rms_norm_eps, "rope_theta": args.rope_theta, "init_std": args.init_std,
            "attention": args.attention}
     if args.attention == "sdpa" and not hasattr(F, "scaled_dot_product_attention"):
-        cfg["attention"] = "manual"  # PyTorch < 2.0: no public fused attention
+        cfg["attention"] = "manual"  # PyTorch < 2.0 (Block falls back the same way)
     if args.compile and not hasattr(torch, "compile"):
         fail(f"--compile needs PyTorch >= 2.0; this is {torch.__version__}")
     model = Llama(cfg, make_kernels(args.jit))
