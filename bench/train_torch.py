@@ -1,7 +1,14 @@
-#!/usr/bin/python3
-"""PyTorch side of bench/train_cpu.sh: train btm's Llama-style model in fp32 on CPU, time it.
+#!/usr/bin/env python3
+"""PyTorch side of bench/train_cpu.sh: train btm's Llama-style model on CPU, time it.
 
-    [mpirun -np P] /usr/bin/python3 bench/train_torch.py [--data data.h5 | --synthetic] [flags]
+    [mpirun -np P] python3 bench/train_torch.py [--data data.h5 | --synthetic] [flags]
+
+Precision: fp32, or --precision bf16: the forward pass and loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (PyTorch's own mixed precision: bf16 GEMMs,
+fp32 parameters, optimizer and reductions). --compile: torch.compile the model (PyTorch 2.x;
+inductor's C++ kernels). Public API only; PyTorch 2.x or Debian's 1.13 (eager, fp32 or
+autocast; attention through the manual path there, as 1.13 has no public
+F.scaled_dot_product_attention).
 
 Data: --synthetic uniform random tokens, or --data data.h5: blocks of context+1 tokens from
 the training domains' /domains/<domain>/train/tokens, cut as btm cuts them (block i starts at
@@ -80,8 +87,13 @@ def parse_args(argv=None):
                    help="script: TorchScript the elementwise blocks (RMSNorm, RoPE, SwiGLU); "
                         "without LLVM in this torch build nothing is fused")
     b.add_argument("--attention", choices=("sdpa", "manual"), default="sdpa",
-                   help="sdpa: torch 1.13's F._scaled_dot_product_attention(is_causal); "
-                        "manual: baddbmm + masked softmax")
+                   help="sdpa: F.scaled_dot_product_attention(is_causal=True) (PyTorch >= 2.0; "
+                        "manual on older ones); manual: baddbmm + masked softmax")
+    b.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
+    b.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (PyTorch >= 2.0); its compilation happens in "
+                        "the warm-up steps")
     b.add_argument("--log-every", type=int, default=0,
                    help="rank 0 prints step=... lines of the timed steps, with each step's "
                         "time and tok/s")
@@ -141,6 +153,8 @@ class Block(nn.Module):
         d, h, kv, f = cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["intermediate"]
         self.h, self.kv, self.hd, self.eps = h, kv, d // h, cfg["eps"]
         self.attention = cfg["attention"]
+        if self.attention == "sdpa" and not hasattr(F, "scaled_dot_product_attention"):
+            self.attention = "manual"  # PyTorch < 2.0: no public fused attention
         self.k = kernels
         self.input_norm = nn.Parameter(torch.ones(d))
         self.qkv = nn.Parameter(torch.empty((h + 2 * kv) * self.hd, d))  # [q; k; v] rows
@@ -161,7 +175,7 @@ class Block(nn.Module):
             k = k.repeat_interleave(h // kv, dim=1)
             v = v.repeat_interleave(h // kv, dim=1)
         if self.attention == "sdpa":
-            a = F._scaled_dot_product_attention(q, k, v, None, 0.0, False, True)[0]
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             qf, kf = q.reshape(b * h, t, hd), k.reshape(b * h, t, hd)
             s = torch.baddbmm(mask, qf, kf.transpose(1, 2), alpha=1.0 / math.sqrt(hd))
@@ -379,6 +393,10 @@ def main():
            "intermediate": inter, "vocab": vocab, "context": args.context, "tie": args.tie,
            "eps": args.rms_norm_eps, "rope_theta": args.rope_theta, "init_std": args.init_std,
            "attention": args.attention}
+    if args.attention == "sdpa" and not hasattr(F, "scaled_dot_product_attention"):
+        cfg["attention"] = "manual"  # PyTorch < 2.0 (Block falls back the same way)
+    if args.compile and not hasattr(torch, "compile"):
+        fail(f"--compile needs PyTorch >= 2.0; this is {torch.__version__}")
     model = Llama(cfg, make_kernels(args.jit))
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for p in model.parameters() if p.dim() == 2]
@@ -387,8 +405,11 @@ def main():
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(args.beta1, args.beta2), eps=args.adam_eps,
                             foreach=True)
-    ddp = (model if size == 1 else
-           nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True))
+    run = torch.compile(model) if args.compile else model
+    ddp = (run if size == 1 else
+           nn.parallel.DistributedDataParallel(run, gradient_as_bucket_view=True))
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.precision == "bf16"
+                else _nullcontext)
     if args.data:
         names = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
         data = DomainBlocks(args.data, args.context, rank, size, args.seed, vocab, names)
@@ -400,7 +421,8 @@ def main():
         print(f"# pytorch {torch.__version__} ranks={size} threads/rank={args.threads} "
               f"params={n_params} d={args.hidden} L={args.layers} H={args.heads} KV={kv} "
               f"F={inter} V={vocab} T={args.context} micro_batch={args.micro_batch} "
-              f"grad_accum={args.grad_accum} jit={args.jit} attention={args.attention} "
+              f"grad_accum={args.grad_accum} jit={args.jit} attention={cfg['attention']} "
+              f"precision={args.precision} compile={'on' if args.compile else 'off'} "
               f"data={args.data or 'synthetic'}"
               + (f" domains={','.join(d['name'] for d in data.domains)}" if args.data else ""),
               flush=True)
@@ -414,7 +436,8 @@ def main():
             sync = micro == args.grad_accum - 1 or size == 1
             ctx = ddp.no_sync() if not sync else _nullcontext()
             with ctx:
-                loss = ddp(batch[:, :-1], batch[:, 1:])
+                with autocast():
+                    loss = ddp(batch[:, :-1], batch[:, 1:])
                 (loss / args.grad_accum).backward()
             loss_sum += loss.item()
         norm = (nn.utils.clip_grad_norm_(model.parameters(), args.clip) if args.clip > 0

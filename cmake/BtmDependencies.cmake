@@ -49,6 +49,24 @@ if(BTM_HAVE_OPENBLAS_THREADS)
   target_compile_definitions(btm_blas INTERFACE BTM_HAVE_OPENBLAS_THREADS=1)
 endif()
 
+# oneDNN (Debian: libdnnl-dev; Spack: onednn), optional: the cpu backend's bf16 GEMMs
+# (train.precision = "bf16", AVX512-BF16 / AMX chosen by oneDNN at run time). Without it
+# btm builds and trains in fp32, and refuses a bf16 deck with a message naming the package.
+option(BTM_ENABLE_ONEDNN "Use oneDNN for bf16 GEMMs on the cpu backend when it is found" ON)
+if(BTM_ENABLE_ONEDNN)
+  find_package(dnnl CONFIG QUIET)
+endif()
+if(TARGET DNNL::dnnl)
+  message(STATUS "oneDNN ${dnnl_VERSION}: cpu backend bf16 GEMMs enabled")
+  set(BTM_HAVE_ONEDNN ON)
+else()
+  message(STATUS "oneDNN not found (Debian: apt-get install libdnnl-dev; Spack: onednn): "
+                 "the cpu backend trains in fp32 only (train.precision = \"bf16\" is refused)")
+  set(BTM_HAVE_ONEDNN OFF)
+endif()
+# OpenMP sets oneDNN's threads (it uses the OpenMP runtime) from run.blas_threads.
+find_package(OpenMP COMPONENTS CXX)
+
 # SentencePiece ships only a pkg-config file.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)

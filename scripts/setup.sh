@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
   libtrilinos-kokkos-dev libtomlplusplus-dev libgtest-dev
-  libopenblas-dev liblapack-dev libsentencepiece-dev zlib1g-dev
+  libopenblas-dev liblapack-dev libsentencepiece-dev zlib1g-dev libdnnl-dev
   clang-14 libclang-rt-14-dev
   python3 python3-torch python3-h5py python3-numpy python3-matplotlib python3-sklearn
 )

@@ -80,6 +80,9 @@ struct TrainConfig {
   // Optimizer steps skipped in a row for a non-finite loss or gradient norm before the
   // model is stopped as failed; 0: the first one stops it.
   int max_skipped_steps = 5;
+  // Linear layers' GEMM operands: auto (fp32 on cpu, bf16 on cuda) | fp32 | bf16 (bf16
+  // operands, fp32 accumulation; master weights, norms, softmax and loss stay fp32).
+  std::string precision = "auto";
 
   bool operator==(const TrainConfig&) const = default;
 };

@@ -240,6 +240,22 @@ void check_mix(const Deck& d, const Places& p) {
   }
 }
 
+// The cuda backend's GEMMs are bf16 only (cuBLASLt): an explicit fp32 there is refused.
+void check_precision(const Deck& d, const Places& p) {
+  if (d.run.backend != "cuda") return;
+  const std::pair<const char*, const TrainConfig*> trains[] = {{"train.precision", &d.train},
+                                                               {"seed.train.precision", &d.seed.train},
+                                                               {"experts.train.precision", &d.experts.train},
+                                                               {"baseline.train.precision", &d.baseline.train},
+                                                               {"finetune.train.precision", &d.finetune.train}};
+  for (const auto& [key, tc] : trains) {
+    if (tc->precision == "fp32") {
+      p.fail(key, "\"fp32\" with run.backend = \"cuda\", whose GEMMs are bf16 only (fp32 accumulation)",
+             "\"auto\" or \"bf16\" on the cuda backend");
+    }
+  }
+}
+
 }  // namespace
 
 void check_deck(const Deck& deck, const Places& places) {
@@ -251,6 +267,7 @@ void check_deck(const Deck& deck, const Places& places) {
   check_averages(deck, places);
   check_ensembles(deck, places);
   check_mix(deck, places);
+  check_precision(deck, places);
 }
 
 }  // namespace btm::deck

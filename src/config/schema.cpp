@@ -184,7 +184,8 @@ std::vector<Field> train_fields(TrainConfig& c) {
           integer("eval_every", c.eval_every, 0),
           integer("eval_batches", c.eval_batches, 1, 1000000),
           integer("checkpoint_every", c.checkpoint_every, 0),
-          integer("max_skipped_steps", c.max_skipped_steps, 0, 1000000)};
+          integer("max_skipped_steps", c.max_skipped_steps, 0, 1000000),
+          text("precision", c.precision, {"auto", "fp32", "bf16"})};
 }
 
 std::vector<Field> seed_fields(SeedConfig& c) {

@@ -7,9 +7,11 @@
 namespace btm {
 
 double measured_peak_flops(Backend& backend) {
-  // Per backend kind: a process may train on cpu and cuda (tests compare the two).
+  // Per backend kind and GEMM precision: a process may train on cpu and cuda (tests compare
+  // the two), in fp32 and bf16.
   static std::map<std::string, double> cache;
-  double& cached = cache[backend.name()];
+  const std::string info = backend.matmul_info();
+  double& cached = cache[backend.name() + " " + info.substr(0, info.find(' '))];
   if (cached > 0) return cached;
   // Large enough to reach the BLAS / tensor-core plateau, small enough to take < 0.5 s.
   const int n = backend.compute_dtype() == DType::f32 ? 768 : 8192;

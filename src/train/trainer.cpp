@@ -137,6 +137,7 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   data.require(job.domains, "train");
   data.require(job.valid_domains, "valid");
 
+  if (tc.precision != "auto") backend.set_matmul_dtype(tc.precision == "bf16" ? DType::bf16 : DType::f32);
   Llama model(config, backend);
   AdamW optimizer(model.layout(), backend, tc);
   if (!job.train_experts) {
@@ -254,7 +255,8 @@ TrainOutcome train_model(const Deck& deck, const Dataset& data, Backend& backend
   };
 
   log("status=start steps=" + std::to_string(total_steps) + " tokens_per_step=" + std::to_string(tokens_per_step) +
-      " ranks=" + std::to_string(comm.size()) + " params=" + std::to_string(parameter_count(config)) +
+      " ranks=" + std::to_string(comm.size()) + " params=" + std::to_string(parameter_count(config)) + " " +
+      backend.matmul_info() +
       (config.is_moe() ? " experts=" + std::to_string(config.num_local_experts) + " routing=" + config.moe_routing +
                              " experts_per_token=" + std::to_string(config.experts_per_token()) +
                              " train_experts=" + (job.train_experts ? "true" : "false")

@@ -423,3 +423,17 @@ TEST(DeckErrors, RoutedDistancePowerIsTwoOrFour) {
   auto msg = deck_error(kGoodDeck + "[cluster]\nk = 3\n[[eval.ensembles]]\nname = \"c\"\nrouter = \"cluster\"\ndistance_power = 3\n");
   EXPECT_TRUE(contains(msg, "eval.ensembles[0].distance_power: found 3; expected 2 (exp(-d²/T)) or 4")) << msg;
 }
+
+TEST(DeckErrors, PrecisionIsOneOfAutoFp32Bf16) {
+  auto msg = deck_error(kGoodDeck + "[train]\nprecision = \"fp16\"\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 1, 13) +
+                                "train.precision: found \"fp16\"; expected one of: auto, fp32, bf16"));
+}
+
+TEST(DeckErrors, Fp32OnTheCudaBackendIsRefusedAtTheKeyThatAskedForIt) {
+  auto msg = deck_error(kGoodDeck + "[seed.train]\nprecision = \"fp32\"\n", {"run.backend=cuda"});
+  EXPECT_TRUE(contains(msg, "seed.train.precision"));
+  EXPECT_TRUE(contains(msg, "bf16 only"));
+  EXPECT_NO_THROW(btm::parse_deck(kGoodDeck + "[train]\nprecision = \"bf16\"\n", "good.toml", {"run.backend=cuda"}));
+  EXPECT_NO_THROW(btm::parse_deck(kGoodDeck + "[train]\nprecision = \"fp32\"\n", "good.toml", {}));
+}

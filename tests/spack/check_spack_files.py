@@ -92,17 +92,18 @@ spec = importlib.util.spec_from_file_location("btm_package", os.path.join(src, "
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
 deps = [a[0] for kind, a, k in calls if kind == "depends_on"]
-for d in ("cmake@3.25:", "mpi", "hdf5@1.10: +mpi", "kokkos +openmp", "cudnn@9:", "nccl@2.18: +cuda", "nccl cuda_arch=90"):
+for d in ("cmake@3.25:", "mpi", "hdf5@1.10: +mpi", "kokkos +openmp", "onednn", "cudnn@9:", "nccl@2.18: +cuda", "nccl cuda_arch=90"):
     if d not in deps:
         problems.append(f"package.py: no depends_on('{d}')")
 if not any(kind == "variant" and a[0] == "openmp" for kind, a, k in calls):
     problems.append("package.py: no openmp variant")
 pkg = mod.Btm()
-pkg.spec = Spec("+openmp")
-if pkg.cmake_args() != ["-DBTM_ENABLE_CUDA=OFF", "-DBTM_ENABLE_TESTS=OFF"]:
+pkg.spec = Spec("+openmp+onednn")
+if pkg.cmake_args() != ["-DBTM_ENABLE_CUDA=OFF", "-DBTM_ENABLE_ONEDNN=ON", "-DBTM_ENABLE_TESTS=OFF"]:
     problems.append(f"package.py: cmake_args for ~cuda: {pkg.cmake_args()}")
-pkg.spec = Spec("+cuda+openmp", "90")
-if pkg.cmake_args() != ["-DBTM_ENABLE_CUDA=ON", "-DBTM_ENABLE_TESTS=OFF", "-DCMAKE_CUDA_ARCHITECTURES=90"]:
+pkg.spec = Spec("+cuda+openmp~onednn", "90")
+if pkg.cmake_args() != ["-DBTM_ENABLE_CUDA=ON", "-DBTM_ENABLE_ONEDNN=OFF", "-DBTM_ENABLE_TESTS=OFF",
+                        "-DCMAKE_CUDA_ARCHITECTURES=90"]:
     problems.append(f"package.py: cmake_args for +cuda: {pkg.cmake_args()}")
 env = {}
 pkg.setup_build_environment(types.SimpleNamespace(set=env.__setitem__))

@@ -108,6 +108,12 @@ class Backend {
   virtual void to_float(const void* src /*[n] compute*/, float* dst /*[n]*/, std::size_t n) = 0;
 
   // ---- linear layers: y = x W^T, W is [out, in] (Hugging Face layout) -------------------
+  // The precision of their products (train.precision): f32, or bf16 operands with fp32
+  // accumulation. cpu: f32 by default, bf16 through oneDNN where built with it; cuda: bf16
+  // only. Throws btm::Error for a precision the backend cannot run.
+  virtual void set_matmul_dtype(DType t) = 0;
+  // For the logs: "precision=bf16 isa=avx512_core_bf16 impl=brg:avx512_core_bf16" or so.
+  virtual std::string matmul_info() const = 0;
   // y[N,out] = x[N,in] W[out,in]^T, or y += ... when accumulate (fused residual add).
   virtual void linear_forward(const void* x, const void* w, void* y, int n, int in, int out,
                               bool accumulate) = 0;
@@ -227,7 +233,7 @@ class Backend {
 };
 
 struct BackendOptions {
-  int blas_threads = 1;    // cpu
+  int blas_threads = 1;    // cpu: OpenBLAS and oneDNN threads per rank (run.blas_threads)
   int device = -1;         // cuda: -1 = local rank modulo device count
 };
 

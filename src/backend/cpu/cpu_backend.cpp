@@ -9,8 +9,12 @@
 #include <cstring>
 #include <string>
 
+#include "backend/cpu/cpu_bf16_gemm.hpp"
 #include "backend/cpu/cpu_kernels.hpp"
 #include "btm/error.hpp"
+#ifdef BTM_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 namespace btm {
 namespace cpu {
@@ -62,6 +66,22 @@ class CpuBackend final : public Backend {
     // Flat MPI runs one rank per core: BLAS must not oversubscribe unless asked to.
     openblas_set_num_threads(options.blas_threads);
 #endif
+#ifdef BTM_HAVE_OPENMP
+    // oneDNN runs on OpenMP threads (as does Kokkos' OpenMP backend, sized by OMP_NUM_THREADS).
+    omp_set_num_threads(options.blas_threads);
+#endif
+  }
+
+  void set_matmul_dtype(DType t) override {
+    if (t == DType::f32) {
+      bf16_.reset();
+      return;
+    }
+    if (!bf16_) bf16_ = std::make_unique<cpu::Bf16Gemm>();  // throws without oneDNN
+  }
+  std::string matmul_info() const override {
+    if (bf16_) return "precision=bf16 " + bf16_->describe();
+    return "precision=fp32 blas=openblas";
   }
 
   std::string name() const override { return "cpu"; }
@@ -78,9 +98,11 @@ class CpuBackend final : public Backend {
   }
   void copy(void* dst, const void* src, std::size_t bytes) override {
     if (bytes && dst != src) std::memmove(dst, src, bytes);
+    wrote(dst, bytes);
   }
   void zero(void* ptr, std::size_t bytes) override {
     if (bytes) std::memset(ptr, 0, bytes);
+    wrote(ptr, bytes);
   }
   void synchronize() override {}
   void to_compute(const float* src, void* dst, std::size_t n) override {
@@ -93,14 +115,17 @@ class CpuBackend final : public Backend {
   // ---- kernels --------------------------------------------------------------------------
   void linear_forward(const void* x, const void* w, void* y, int n, int in, int out,
                       bool accumulate) override {
+    if (bf16_) return bf16_->linear_forward(F(x), F(w), F(y), n, in, out, accumulate);
     cpu::linear_forward(F(x), F(w), F(y), n, in, out, accumulate);
   }
   void linear_backward_input(const void* dy, const void* w, void* dx, int n, int in, int out,
                              bool accumulate) override {
+    if (bf16_) return bf16_->linear_backward_input(F(dy), F(w), F(dx), n, in, out, accumulate);
     cpu::linear_backward_input(F(dy), F(w), F(dx), n, in, out, accumulate);
   }
   void linear_backward_weight(const void* dy, const void* x, float* dw, int n, int in,
                               int out) override {
+    if (bf16_) return bf16_->linear_backward_weight(F(dy), F(x), dw, n, in, out);
     cpu::linear_backward_weight(F(dy), F(x), dw, n, in, out);
   }
 
@@ -153,10 +178,14 @@ class CpuBackend final : public Backend {
   void adamw(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1,
              float beta2, float eps, float weight_decay, long step) override {
     cpu::adamw(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+    wrote(p, n * sizeof(float));
   }
   double sum_squares(const float* x, std::size_t n) override { return cpu::sum_squares(x, n); }
   double sum(const float* x, std::size_t n) override { return cpu::sum(x, n); }
-  void scale(float* x, float alpha, std::size_t n) override { cpu::scale(x, alpha, n); }
+  void scale(float* x, float alpha, std::size_t n) override {
+    cpu::scale(x, alpha, n);
+    wrote(x, n * sizeof(float));
+  }
   void axpy(float a, const float* x, float* y, std::size_t n) override { cpu::axpy(a, x, y, n); }
 
   bool supports_moe() const override { return true; }
@@ -206,8 +235,13 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // Memory written through the backend: a weight's cached bf16 copy may be stale now.
+  void wrote(const void* ptr, std::size_t bytes) {
+    if (bf16_) bf16_->invalidate(ptr, bytes);
+  }
   cpu::Scratch scratch_;       // attention workspace, grown on demand
   cpu::RopeTable rope_table_;  // cos/sin cache for the last (head_dim, theta)
+  std::unique_ptr<cpu::Bf16Gemm> bf16_;  // set: linear layers in bf16 (set_matmul_dtype)
 };
 
 }  // namespace

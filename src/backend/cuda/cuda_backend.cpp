@@ -136,6 +136,13 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType compute_dtype() const override { return DType::bf16; }
+  void set_matmul_dtype(DType t) override {
+    if (t != DType::bf16) {
+      throw Error("train.precision = \"fp32\": the cuda backend computes its GEMMs in bf16 (fp32 accumulation) "
+                  "only; use \"bf16\" or \"auto\"");
+    }
+  }
+  std::string matmul_info() const override { return "precision=bf16 gemm=cublaslt"; }
 
   // ---- memory ---------------------------------------------------------------------------
 

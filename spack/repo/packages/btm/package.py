@@ -18,6 +18,7 @@ class Btm(CMakePackage, CudaPackage):
     version("main", branch="main")
 
     variant("openmp", default=True, description="Host kernels threaded by Kokkos' OpenMP backend")
+    variant("onednn", default=True, description="bf16 GEMMs on the cpu backend (train.precision = bf16) via oneDNN")
 
     depends_on("c", type="build")
     depends_on("cxx", type="build")
@@ -32,6 +33,7 @@ class Btm(CMakePackage, CudaPackage):
     depends_on("tomlplusplus@3:")
     depends_on("sentencepiece")
     depends_on("blas")  # with cblas.h (OpenBLAS)
+    depends_on("onednn", when="+onednn")
     depends_on("zlib-api")
     depends_on("googletest", type="test")
 
@@ -48,6 +50,7 @@ class Btm(CMakePackage, CudaPackage):
         spec = self.spec
         args = [
             self.define_from_variant("BTM_ENABLE_CUDA", "cuda"),
+            self.define_from_variant("BTM_ENABLE_ONEDNN", "onednn"),
             self.define("BTM_ENABLE_TESTS", self.run_tests),
         ]
         if spec.satisfies("+cuda"):
