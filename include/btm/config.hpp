@@ -97,7 +97,9 @@ struct ExpertsConfig {
   std::vector<std::string> domains;  // empty: data.train_domains
   std::string init = "seed";         // seed | posterior_average | <expert name>
   bool reset_optimizer = true;       // false: keep the seed's AdamW moments
-  int posterior_sequences = 32;      // valid blocks used by init = "posterior_average"
+  // valid blocks used by init = "posterior_average" (weights by average.posterior_rule);
+  // 0: as many as the posterior averages use (average.posterior_sequences)
+  int posterior_sequences = 0;
   TrainConfig train;
 
   bool operator==(const ExpertsConfig&) const = default;
@@ -122,7 +124,11 @@ struct WeightedAverage {
 struct AverageConfig {
   bool uniform = true;
   bool posterior = true;     // one average per eval domain, weights = cached posterior
-  int posterior_sequences = 32;
+  // How those weights are estimated, on their own keys (never from [[eval.ensembles]]):
+  // the cached-prior estimation rule (btm/eval/ensemble.hpp) and the valid blocks per domain
+  // (0: eval.prior_sequences, the ensembles' number).
+  std::string posterior_rule = "previous_token";  // previous_token (released code) | exact
+  int posterior_sequences = 0;
   std::vector<WeightedAverage> weighted;
 
   bool operator==(const AverageConfig&) const = default;
@@ -145,6 +151,7 @@ struct EvalConfig {
   std::uint64_t max_tokens_per_domain = 0;  // 0: the whole split
   int prior_sequences = 100;   // valid blocks for the cached prior
   double prior_alpha = 0.3;    // EMA rate of the cached prior
+  std::string prior_rule = "previous_token";  // cached-prior estimation: previous_token (released code) | exact
   int batch = 8;               // sequences per forward pass
   std::string single_experts = "all";  // rows per expert: all | own (its domain) | none
   std::vector<EnsembleConfig> ensembles = {{"ensemble", "cached", "exact", 0}};
@@ -236,6 +243,16 @@ struct Deck {
   std::filesystem::path eval_file() const { return run.out_dir / "eval.h5"; }
   std::filesystem::path mixed_file(const std::string& name) const { return run.out_dir / "mixed" / (name + ".h5"); }
   std::filesystem::path finetuned_file(const std::string& name) const { return run.out_dir / (name + ".h5"); }
+
+  // Valid blocks per domain of the posterior-weighted averages: average.posterior_sequences,
+  // else eval.prior_sequences (the same blocks as the ensembles' cached prior).
+  int average_posterior_sequences() const {
+    return average.posterior_sequences > 0 ? average.posterior_sequences : eval.prior_sequences;
+  }
+  // ... and of experts.init = "posterior_average": experts.posterior_sequences, else the above.
+  int branch_posterior_sequences() const {
+    return experts.posterior_sequences > 0 ? experts.posterior_sequences : average_posterior_sequences();
+  }
 
   // Experts in training order: experts.domains, else the clusters when clustering, else
   // data.train_domains. Empty when all are (one expert per corpus domain, known only once

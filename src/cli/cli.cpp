@@ -11,6 +11,7 @@
 #include "btm/comm.hpp"
 #include "btm/config.hpp"
 #include "btm/error.hpp"
+#include "btm/forest.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
 #include "btm/plan.hpp"
@@ -125,7 +126,14 @@ int command_check(const std::vector<std::string>& args) {
   DeckArgs a = parse_deck_args("check", args);
   Deck deck = load_deck(a.deck, a.overrides);
   Comm world = Comm::world();
-  if (world.is_root()) print_plan(deck, a.ranks > 0 ? a.ranks : world.size(), std::cout);
+  if (world.is_root()) {
+    // The experts already in the forest: the compute-matched baseline counts them, eval runs them.
+    std::vector<std::string> in_forest;
+    if (Forest::exists(deck.forest_file())) {
+      for (const auto& e : Forest::load(deck.forest_file()).experts()) in_forest.push_back(e.name);
+    }
+    print_plan(deck, a.ranks > 0 ? a.ranks : world.size(), std::cout, in_forest);
+  }
   return 0;
 }
 

@@ -173,8 +173,19 @@ void print_model(const Deck& deck, std::ostream& out) {
   key_value(out, "  lm_head", m.tie_word_embeddings ? "0 (tied to the embedding)" : commas(p.lm_head));
 }
 
-void print_training(const Deck& deck, int world_size, std::ostream& out) {
+// "4 in forest.h5 (a, b, c, d) + 2 this deck adds (e, f)".
+std::string matched_text(const Deck& deck, const std::vector<std::string>& in_forest,
+                         const std::vector<std::string>& matched) {
+  std::vector<std::string> added(matched.begin() + std::ptrdiff_t(std::min(in_forest.size(), matched.size())), matched.end());
+  const std::string forest = deck.forest_file().filename().string();
+  return std::to_string(in_forest.size()) + " in " + forest +
+         (in_forest.empty() ? std::string() : " (" + join(in_forest) + ")") + " + " + std::to_string(added.size()) +
+         " this deck adds" + (added.empty() ? std::string() : " (" + join(added) + ")");
+}
+
+void print_training(const Deck& deck, int world_size, std::ostream& out, const std::vector<std::string>& in_forest) {
   const auto experts = deck.expert_domains();
+  const auto matched = baseline_matched_experts(in_forest, experts);
   const int context = deck.model.max_position_embeddings;
   out << "\nTraining (tokens per step = global batch x context " << context << ")\n";
   TextTable t({"phase", "tokens", "steps", "global", "micro", "ranks", "seq/rank", "accum", "lr"}, "lrrrrrrrl");
@@ -204,7 +215,7 @@ void print_training(const Deck& deck, int world_size, std::ostream& out) {
     row("experts", deck.experts.tokens, deck.experts.train, lo, hi);
   }
   if (has(phases, "baseline") && deck.baseline.enabled && !experts.empty()) {
-    row("baseline", baseline_tokens(deck, experts.size()), deck.baseline.train, world_size, world_size);
+    row("baseline", baseline_tokens(deck, matched.size()), deck.baseline.train, world_size, world_size);
   }
   t.print(out);
   if (has(phases, "experts")) {
@@ -218,8 +229,9 @@ void print_training(const Deck& deck, int world_size, std::ostream& out) {
     out << "  baseline: dense, "
         << (deck.baseline.tokens > 0 ? "baseline.tokens"
             : experts.empty()         ? "experts.tokens x the number of experts (known after prepare)"
-                                      : "compute-matched: the " + std::to_string(experts.size()) +
-                                            " experts' tokens (whole steps)")
+                                      : "compute-matched: " + std::to_string(matched.size()) +
+                                            " experts x experts.tokens (whole steps), counting the forest: " +
+                                            matched_text(deck, in_forest, matched))
         << "\n";
   }
   if (has(phases, "seed") && !deck.seed.init.empty() && deck.seed.tokens == 0) {
@@ -254,10 +266,65 @@ void print_groups(const Deck& deck, int world_size, std::ostream& out) {
   t.print(out);
 }
 
-void print_eval(const Deck& deck, std::ostream& out) {
+// Which experts each eval method runs on the blocks of a domain, as evaluate() schedules them:
+// the grid scores the union of what the methods need, so top_k saves forward passes only when
+// no other method needs every expert on the same blocks. `n`: experts (0: known after prepare).
+void print_expert_use(const Deck& deck, std::size_t n, std::ostream& out) {
+  const EvalConfig& ev = deck.eval;
+  const std::string all = n ? "all " + std::to_string(n) + " experts" : "every expert";
+  out << "  experts run on each domain's " << ev.split << " blocks (the grid runs the union):\n";
+  TextTable t({"method", "experts"}, "ll");
+  std::vector<std::string> everyone;  // methods that run every expert on the eval blocks
+  std::vector<std::string> cached, top_k;
+  if (ev.single_experts == "all") {
+    t.add({"single experts", all + " (eval.single_experts = \"all\")"});
+    everyone.push_back("eval.single_experts = \"all\"");
+  } else if (ev.single_experts == "own") {
+    t.add({"single experts", "each expert on its own domain only (eval.single_experts = \"own\")"});
+  } else {
+    t.add({"single experts", "none (eval.single_experts = \"none\")"});
+  }
+  std::size_t k_union = 0;  // most experts the top-k ensembles can select on one domain
+  for (const auto& e : ev.ensembles) {
+    if (e.router == "cluster") {
+      t.add({e.name, "per block, the experts of the " + (e.top_k ? std::to_string(e.top_k) : std::string("k")) +
+                         " nearest clusters of some target (C-BTM routing; the rest are skipped)"});
+      continue;
+    }
+    if (e.prior == "cached") cached.push_back(e.name);
+    const bool every = e.prior == "uniform" || e.top_k == 0 || (n && std::size_t(e.top_k) >= n);
+    if (every) {
+      t.add({e.name, all + (e.prior == "uniform" ? " (uniform prior)" : " (top_k = 0)")});
+      everyone.push_back("ensemble \"" + e.name + "\"");
+    } else {
+      t.add({e.name, "the " + std::to_string(e.top_k) + " with the largest cached prior, per domain"});
+      top_k.push_back(e.name);
+      k_union += std::size_t(e.top_k);
+    }
+  }
+  if (!cached.empty()) {
+    t.add({"cached prior", all + " on " + std::to_string(ev.prior_sequences) + " valid blocks per domain (for " +
+                               join(cached) + ")"});
+  }
+  t.print(out, "    ");
+  if (top_k.empty()) return;
+  if (!everyone.empty()) {
+    out << "  top_k saves nothing here: " << join(everyone) << " already run" << (everyone.size() == 1 ? "s" : "")
+        << " every expert on the same blocks (set eval.single_experts = \"own\" or \"none\" and drop the "
+           "all-expert ensembles for " << join(top_k) << " to save forward passes)\n";
+    return;
+  }
+  const std::size_t most = k_union + (ev.single_experts == "own" ? 1 : 0);
+  out << "  top_k saves forward passes: at most " << most << (n ? " of " + std::to_string(n) : std::string())
+      << " experts run on each domain's " << ev.split << " blocks"
+      << (n && most >= n ? " (no fewer than all here: the selections can cover every expert)" : "") << "\n";
+}
+
+void print_eval(const Deck& deck, std::ostream& out, const std::vector<std::string>& in_forest) {
   const auto experts = deck.expert_domains();
+  const auto matched = baseline_matched_experts(in_forest, experts);
   const auto& phases = deck.run.phases;
-  std::string n_experts = experts.empty() ? "all" : std::to_string(experts.size());
+  std::string n_experts = experts.empty() ? "all" : std::to_string(matched.size());
   std::size_t n_domains = deck.data.train_domains.size() + deck.data.heldout_domains.size();
   if (has(phases, "average")) {
     out << "\nAverages (parameter averaging of the experts)\n";
@@ -266,8 +333,10 @@ void print_eval(const Deck& deck, std::ostream& out) {
     if (deck.average.posterior) {
       t.add({"posterior", "one per eval domain" + (deck.data.train_domains.empty() ? std::string()
                                                     : " (" + std::to_string(n_domains) + ")") +
-                              ", weights = cached posterior on " + std::to_string(deck.average.posterior_sequences) +
-                              " valid sequences"});
+                              ", weights = cached posterior (" + deck.average.posterior_rule + " rule, EMA rate " +
+                              number(deck.eval.prior_alpha) + ") on " + std::to_string(deck.average_posterior_sequences()) +
+                              " valid sequences" +
+                              (deck.average.posterior_sequences > 0 ? "" : " (eval.prior_sequences)")});
     }
     for (const auto& w : deck.average.weighted) {
       std::vector<std::string> parts;
@@ -301,8 +370,8 @@ void print_eval(const Deck& deck, std::ostream& out) {
       out << "  ensembles: none\n";
       return;
     }
-    out << "  ensembles (cached prior: EMA rate " << number(deck.eval.prior_alpha) << " over "
-        << deck.eval.prior_sequences << " valid sequences):\n";
+    out << "  ensembles (cached prior: " << deck.eval.prior_rule << " rule, EMA rate " << number(deck.eval.prior_alpha)
+        << " over " << deck.eval.prior_sequences << " valid sequences):\n";
     TextTable t({"name", "router", "prior / weights", "posterior", "top_k"}, "llllr");
     for (const auto& e : deck.eval.ensembles) {
       const std::string top_k = e.top_k == 0 ? "all" : std::to_string(e.top_k);
@@ -313,6 +382,7 @@ void print_eval(const Deck& deck, std::ostream& out) {
       }
     }
     t.print(out, "    ");
+    print_expert_use(deck, experts.empty() ? 0 : matched.size(), out);
   }
 }
 
@@ -349,9 +419,11 @@ void print_mix(const Deck& deck, std::ostream& out) {
 
 // Training FLOPs of every phase and of each method's whole history (BTM, BTX, sparse
 // upcycling, dense baseline), MoE counted at its active parameters (top-k experts).
-void print_compute(const Deck& deck, std::ostream& out) {
+void print_compute(const Deck& deck, std::ostream& out, const std::vector<std::string>& in_forest) {
   const auto& phases = deck.run.phases;
-  const auto experts = deck.expert_domains();
+  // The forest's experts (earlier runs' and this deck's): the compute BTM's models stand on.
+  const auto experts = deck.expert_domains().empty() ? std::vector<std::string>{}
+                                                     : baseline_matched_experts(in_forest, deck.expert_domains());
   const int ctx = deck.model.max_position_embeddings;
   ModelConfig dense = deck.model;
   if (dense.vocab_size == 0) dense.vocab_size = deck.data.vocab_size;
@@ -435,7 +507,18 @@ std::uint64_t baseline_tokens(const Deck& deck, std::size_t num_experts) {
   return num_experts * phase_steps(deck.experts.tokens, deck.experts.train, context) * per_step;
 }
 
-void print_plan(const Deck& deck, int world_size, std::ostream& out) {
+std::vector<std::string> baseline_matched_experts(const std::vector<std::string>& in_forest,
+                                                  const std::vector<std::string>& deck_experts) {
+  std::vector<std::string> out;
+  for (const auto* list : {&in_forest, &deck_experts}) {
+    for (const auto& name : *list) {
+      if (!has(out, name)) out.push_back(name);
+    }
+  }
+  return out;
+}
+
+void print_plan(const Deck& deck, int world_size, std::ostream& out, const std::vector<std::string>& in_forest) {
   if (world_size < 1) throw Error("btm check: --ranks must be at least 1");
   const std::string source = deck.source.empty() ? "(deck built in code)" : deck.source.string();
   out << "btm plan for " << source << ": run '" << deck.run.name << "' on " << world_size << " rank"
@@ -452,11 +535,11 @@ void print_plan(const Deck& deck, int world_size, std::ostream& out) {
   out << "\nPhases\n  " << (phases.empty() ? "none" : join(phases, " -> ")) << "\n";
   print_data(deck, out);
   print_model(deck, out);
-  print_training(deck, world_size, out);
+  print_training(deck, world_size, out, in_forest);
   print_groups(deck, world_size, out);
-  print_eval(deck, out);
+  print_eval(deck, out, in_forest);
   if (!deck.mix.models.empty()) print_mix(deck, out);
-  if (!deck.mix.models.empty() || has(deck.run.phases, "baseline")) print_compute(deck, out);
+  if (!deck.mix.models.empty() || has(deck.run.phases, "baseline")) print_compute(deck, out, in_forest);
 }
 
 }  // namespace btm

@@ -195,7 +195,7 @@ std::vector<Field> experts_fields(ExpertsConfig& c) {
           names("domains", c.domains),
           text("init", c.init),  // seed | posterior_average | <expert name>: checked across fields
           flag("reset_optimizer", c.reset_optimizer),
-          integer("posterior_sequences", c.posterior_sequences, 1, 1000000)};
+          integer("posterior_sequences", c.posterior_sequences, 1, 1000000, true)};
 }
 
 std::vector<Field> baseline_fields(BaselineConfig& c) {
@@ -204,7 +204,8 @@ std::vector<Field> baseline_fields(BaselineConfig& c) {
 
 std::vector<Field> average_fields(AverageConfig& c) {
   return {flag("uniform", c.uniform), flag("posterior", c.posterior),
-          integer("posterior_sequences", c.posterior_sequences, 1, 1000000)};
+          text("posterior_rule", c.posterior_rule, {"previous_token", "exact"}),
+          integer("posterior_sequences", c.posterior_sequences, 1, 1000000, true)};
 }
 
 std::vector<Field> weighted_fields(WeightedAverage& c) {
@@ -217,6 +218,7 @@ std::vector<Field> eval_fields(EvalConfig& c) {
           count("max_tokens_per_domain", c.max_tokens_per_domain, 0),
           integer("prior_sequences", c.prior_sequences, 1, 1000000),
           real("prior_alpha", c.prior_alpha, 0, 1, true, false),
+          text("prior_rule", c.prior_rule, {"previous_token", "exact"}),
           integer("batch", c.batch, 1, 65536),
           text("single_experts", c.single_experts, {"all", "own", "none"})};
 }

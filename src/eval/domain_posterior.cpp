@@ -37,17 +37,11 @@ std::vector<double> domain_posterior(const Deck& deck, const Dataset& data, Back
                                      const std::vector<std::filesystem::path>& files, const std::string& domain,
                                      const Comm& comm, int sequences) {
   DomainPosteriorOptions o;
-  o.sequences = sequences > 0 ? sequences : deck.eval.prior_sequences;
+  o.sequences = sequences > 0 ? sequences : deck.average_posterior_sequences();
   o.alpha = deck.eval.prior_alpha;
   o.batch = deck.eval.batch;
   o.context = deck.model.max_position_embeddings;
-  for (std::size_t i = 0; i < deck.eval.ensembles.size(); ++i) {
-    if (deck.eval.ensembles[i].prior == "cached") {
-      o.rule = parse_posterior_rule(deck.eval.ensembles[i].posterior,
-                                    "eval.ensembles[" + std::to_string(i) + "].posterior");
-      break;
-    }
-  }
+  o.rule = parse_posterior_rule(deck.average.posterior_rule, "average.posterior_rule");
   return domain_posterior(files, data, domain, backend, comm, o);
 }
 

@@ -135,11 +135,14 @@ void CachedPriorEstimator::observe(const BlockLogProbs& logp) {
   for_each_posterior(rule_, lprior, logp, [&](int t, const std::vector<double>& w) {
     if (t == logp.tokens - 1) last = w;
   });
-  // pandas ewm(adjust=False): seeded with the first observation.
+  // pandas ewm(adjust=False): seeded with the first observation; then the floor.
+  double total = 0;
   for (int j = 0; j < logp.experts; ++j) {
     const double o = std::exp(last[j]);
-    prior_[j] = observations_ == 0 ? o : (1 - alpha_) * prior_[j] + alpha_ * o;
+    prior_[j] = std::max(observations_ == 0 ? o : (1 - alpha_) * prior_[j] + alpha_ * o, kPriorFloor);
+    total += prior_[j];
   }
+  for (double& p : prior_) p /= total;
   ++observations_;
 }
 

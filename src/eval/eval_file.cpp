@@ -45,6 +45,7 @@ void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, co
   f.set_attr<std::uint64_t>("/results", "max_tokens_per_domain", plan.max_tokens_per_domain);
   f.set_attr<std::int64_t>("/results", "prior_sequences", plan.prior_sequences);
   f.set_attr<double>("/results", "prior_alpha", plan.prior_alpha);
+  f.set_attr("/results", "prior_rule", plan.prior_rule);
   f.set_attr<std::int64_t>("/results", "context", results.context);
   f.set_attr("/results", "single_experts", to_string(plan.single_experts));
   f.set_attr("/results", "methods", join(plan.methods()));
@@ -54,6 +55,7 @@ void write_eval_file(const std::filesystem::path& path, const EvalPlan& plan, co
     std::vector<std::string> experts;
     for (const auto& e : plan.experts) experts.push_back(e.name);
     f.write_strings("/priors/experts", experts);
+    f.set_attr("/priors", "prior_rule", plan.prior_rule);
     for (const auto& ens : plan.ensembles) {
       const auto it = results.priors.find(ens.name);
       if (it == results.priors.end()) continue;

@@ -60,6 +60,7 @@ EvalPlan eval_plan_from_deck(const Deck& deck, const Dataset& data, SingleExpert
   plan.max_tokens_per_domain = deck.eval.max_tokens_per_domain;
   plan.prior_sequences = deck.eval.prior_sequences;
   plan.prior_alpha = deck.eval.prior_alpha;
+  plan.prior_rule = deck.eval.prior_rule;
   plan.batch = deck.eval.batch;
   plan.single_experts = single_experts;
 

@@ -129,6 +129,7 @@ void validate_plan(const EvalPlan& plan) {
   if (!(plan.prior_alpha > 0 && plan.prior_alpha <= 1)) {
     throw Error("eval.prior_alpha = " + std::to_string(plan.prior_alpha) + ": expected a number in (0, 1]");
   }
+  parse_posterior_rule(plan.prior_rule, "eval.prior_rule");
   if (!plan.ensembles.empty() && plan.experts.empty()) throw Error("eval: ensembles need experts, and the plan has none");
   // Column names: a name belongs to one kind of method; a dense method appears at most once per domain.
   std::map<std::string, std::string> kind;
@@ -311,7 +312,8 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
   const std::vector<std::string> domains = plan.domains();
   const int E = static_cast<int>(plan.experts.size());
   std::vector<PosteriorRule> rules(plan.ensembles.size());
-  std::set<PosteriorRule> cached_rules;
+  const PosteriorRule prior_rule = parse_posterior_rule(plan.prior_rule, "eval.prior_rule");
+  bool any_cached = false;  // one cached prior per domain, shared by these ensembles
   bool all_experts_needed = false;  // an ensemble runs every expert whatever the prior
   std::vector<int> routed;          // ensembles with router = "cluster"
   for (std::size_t i = 0; i < plan.ensembles.size(); ++i) {
@@ -321,16 +323,16 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
       continue;
     }
     rules[i] = parse_posterior_rule(e.posterior, "eval.ensembles[" + std::to_string(i) + "].posterior");
-    if (e.prior == "cached") cached_rules.insert(rules[i]);
+    if (e.prior == "cached") any_cached = true;
     if (e.prior == "uniform" || e.top_k == 0 || e.top_k >= E) all_experts_needed = true;
   }
   std::vector<std::string> data_domains, clustered_domains;
   for (const auto& d : domains) (cluster_set.count(d) ? clustered_domains : data_domains).push_back(d);
   data.require(data_domains, plan.split);
-  if (!cached_rules.empty()) data.require(data_domains, "valid");
+  if (any_cached) data.require(data_domains, "valid");
   if (clustered) {
     clustered->require(clustered_domains, plan.split);
-    if (!cached_rules.empty()) clustered->require(clustered_domains, "valid");
+    if (any_cached) clustered->require(clustered_domains, "valid");
   }
   check_models(plan, data, ctx);
   std::optional<RouterState> router;
@@ -381,7 +383,7 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
       return out;
     };
     std::map<std::string, std::vector<std::uint64_t>> prior_blocks;
-    if (!cached_rules.empty()) {
+    if (any_cached) {
       for (const auto& d : domains) {
         prior_blocks[d] =
             spaced_blocks(data_of(d).num_blocks(d, "valid", ctx), static_cast<std::uint64_t>(plan.prior_sequences));
@@ -409,7 +411,7 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
       std::vector<ExpertTask> tasks;
       std::map<std::string, int> prior_task, base_task;
       for (const auto& d : pass) {
-        if (!cached_rules.empty()) {
+        if (any_cached) {
           prior_task[d] = static_cast<int>(tasks.size());
           tasks.push_back({d, "valid", prior_blocks[d], all, &data_of(d)});
         }
@@ -422,23 +424,23 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
       const std::vector<std::vector<float>> stage1 = score_expert_tasks(pool, files, tasks, data, plan.batch, comm);
 
       // Priors and top-k selections (identical on every rank).
-      std::map<std::string, std::map<PosteriorRule, std::vector<double>>> cached;
+      std::map<std::string, std::vector<double>> cached;
       for (const auto& d : pass) {
-        for (PosteriorRule rule : cached_rules) {
-          CachedPriorEstimator est(E, rule, plan.prior_alpha);
+        if (any_cached) {
+          CachedPriorEstimator est(E, prior_rule, plan.prior_alpha);
           const auto& arr = stage1[prior_task[d]];
           const std::size_t stride = prior_blocks[d].size() * std::size_t(ctx);
           for (std::size_t b = 0; b < prior_blocks[d].size(); ++b) {
             est.observe({arr.data() + b * ctx, E, ctx, stride});
           }
-          cached[d][rule] = est.prior();
+          cached[d] = est.prior();
         }
         for (std::size_t i = 0; i < plan.ensembles.size(); ++i) {
           const EnsembleConfig& ens = plan.ensembles[i];
           if (ens.router == "cluster") continue;  // routed per block below
           if (ens.prior == "cached") {
-            res.priors[ens.name][d] = cached[d][rules[i]];
-            res.selected[ens.name][d] = top_k_experts(cached[d][rules[i]], ens.top_k);
+            res.priors[ens.name][d] = cached[d];
+            res.selected[ens.name][d] = top_k_experts(cached[d], ens.top_k);
           } else {
             res.selected[ens.name][d] = all;
           }
@@ -574,7 +576,7 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, ModelPool& pool,
           }
           const std::vector<int>& sel = res.selected[ens.name][d];
           const std::vector<double> prior =
-              ens.prior == "cached" ? restrict_prior(cached[d][rules[i]], sel) : uniform_prior(static_cast<int>(sel.size()));
+              ens.prior == "cached" ? restrict_prior(cached[d], sel) : uniform_prior(static_cast<int>(sel.size()));
           std::vector<float> block(sel.size() * std::size_t(ctx));
           double nll = 0;
           for (std::size_t b = mine.begin; b < mine.end; ++b) {

@@ -74,7 +74,8 @@ PhaseStatus run_average(const Deck& deck, const Comm& world) {
         log_root("phase=average status=interrupted before=posterior-" + domains[i] + " (re-run to resume)");
         return PhaseStatus::interrupted;
       }
-      const std::vector<double> w = domain_posterior(deck, data, *backend, files, domains[i], world, deck.average.posterior_sequences);
+      const std::vector<double> w = domain_posterior(deck, data, *backend, files, domains[i], world,
+                                                     deck.average_posterior_sequences());
       if (static_cast<int>(i % world.size()) == world.rank()) {
         write_average(deck, "posterior-" + domains[i], files, names, w);
       }

@@ -3,6 +3,7 @@
 // comparison in the eval table is at equal training compute.
 #include "btm/data/dataset.hpp"
 #include "btm/expert_training.hpp"
+#include "btm/forest.hpp"
 #include "btm/log.hpp"
 #include "btm/phases.hpp"
 #include "btm/plan.hpp"
@@ -23,7 +24,16 @@ PhaseStatus run_baseline(const Deck& deck, const Comm& world) {
   job.domains = train_domains_of(deck, data);
   job.mixing = deck.baseline.mixing;
   job.valid_domains = job.domains;
-  job.tokens = baseline_tokens(deck, expert_names_of(deck, data).size());
+  // Compute-matched to the whole forest: the experts forest.h5 holds (earlier runs' too) and
+  // those of this deck not registered yet.
+  std::vector<std::string> in_forest;
+  for (const auto& e : Forest::load(deck.forest_file()).experts()) in_forest.push_back(e.name);
+  const auto matched = baseline_matched_experts(in_forest, expert_names_of(deck, data));
+  job.tokens = baseline_tokens(deck, matched.size());
+  if (deck.baseline.tokens == 0) {
+    log_root("phase=baseline compute_matched_experts=" + std::to_string(matched.size()) +
+             " in_forest=" + std::to_string(in_forest.size()) + " tokens=" + std::to_string(job.tokens));
+  }
   job.train = deck.baseline.train;
   // Branched like each expert (same optimizer policy), so only the data differs.
   auto start = [&] { return branch_from_seed(deck, "the baseline"); };

@@ -158,6 +158,19 @@ TEST(DeckErrors, BadEnsemblePosterior) {
   EXPECT_TRUE(contains(msg, "eval.ensembles[0].posterior: found \"previous-token\" (did you mean 'previous_token'?)"));
 }
 
+TEST(DeckErrors, BadPriorEstimationRulesNameTheKey) {
+  auto msg = deck_error(kGoodDeck + "[average]\nposterior_rule = \"cumulative\"\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 1, 18) + "average.posterior_rule: found \"cumulative\"; "
+                                                                   "expected one of: previous_token, exact"))
+      << msg;
+  msg = deck_error(kGoodDeck + "[eval]\nprior_rule = \"previous-token\"\n");
+  EXPECT_TRUE(contains(msg, "eval.prior_rule: found \"previous-token\" (did you mean 'previous_token'?)")) << msg;
+  msg = deck_error(kGoodDeck + "[average]\nposterior_sequences = -1\n");
+  EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine + 1, 23) + "average.posterior_sequences: found -1")) << msg;
+  msg = deck_error(kGoodDeck + "[experts]\nposterior_sequences = 1.5\n");
+  EXPECT_TRUE(contains(msg, "experts.posterior_sequences")) << msg;
+}
+
 TEST(DeckErrors, EnsembleWithoutNameIsMissingTheName) {
   auto msg = deck_error(kGoodDeck + "[[eval.ensembles]]\nprior = \"uniform\"\n");
   EXPECT_TRUE(contains(msg, at_line(kFirstAppendedLine, 1) + "eval.ensembles[0].name: missing; expected a string of"));

@@ -106,11 +106,13 @@ Deck every_key_changed() {
   d.average.uniform = false;
   d.average.posterior = false;
   d.average.posterior_sequences = 9;
+  d.average.posterior_rule = "exact";
   d.average.weighted = {{"ab", {{"a", 0.75}, {"b", 0.25}}}, {"b-only", {{"b", 1.0}}}};
   d.eval.split = "valid";
   d.eval.max_tokens_per_domain = 5000;
   d.eval.prior_sequences = 12;
   d.eval.prior_alpha = 0.1 + 0.2;  // not exactly 0.3: the writer must keep every bit
+  d.eval.prior_rule = "exact";
   d.eval.batch = 2;
   d.mix.centroid_sequences = 7;
   d.mix.eval_mixed = false;

@@ -74,6 +74,46 @@ TEST(BaselineTokens, ComputeMatchedToTheExpertsWholeStepsUnlessGiven) {
   EXPECT_EQ(btm::baseline_tokens(d, 4), 123u);
 }
 
+TEST(BaselineTokens, ComputeMatchedToTheWholeForestNotOnlyTheDecksExperts) {
+  // The forest's experts first, then the deck's new ones; an expert in both counts once.
+  EXPECT_EQ(btm::baseline_matched_experts({"old1", "alpha"}, {"alpha", "beta"}),
+            (std::vector<std::string>{"old1", "alpha", "beta"}));
+  EXPECT_EQ(btm::baseline_matched_experts({}, {"alpha", "beta"}), (std::vector<std::string>{"alpha", "beta"}));
+  // Two experts trained by an earlier run are in forest.h5: the baseline matches all six.
+  btm::Deck d = four_experts();  // 500,000 tokens per expert = 245 steps of 32 x 64 tokens
+  std::ostringstream out;
+  btm::print_plan(d, 2, out, {"old1", "old2"});
+  const std::string plan = out.str();
+  std::regex baseline_row(R"(baseline\s+3,010,560\s+1,470\s)");  // 6 x 245 x 2048
+  EXPECT_TRUE(std::regex_search(plan, baseline_row)) << plan;
+  EXPECT_TRUE(contains(plan, "compute-matched: 6 experts x experts.tokens (whole steps), counting the forest: "
+                             "2 in forest.h5 (old1, old2) + 4 this deck adds (alpha, beta, gamma, delta)"))
+      << plan;
+  // Without a forest: the deck's four.
+  EXPECT_TRUE(contains(plan_for(d, 2), "0 in forest.h5 + 4 this deck adds (alpha, beta, gamma, delta)"));
+}
+
+TEST(Plan, SaysWhichExpertsEachEvalMethodRunsAndWhetherTopKSavesAny) {
+  btm::Deck d = four_experts();
+  d.eval.ensembles = {{"ens", "cached", "exact", 0}, {"top2", "cached", "exact", 2}};
+  std::string plan = plan_for(d, 2);
+  EXPECT_TRUE(std::regex_search(plan, std::regex(R"(single experts\s+all 4 experts)"))) << plan;
+  EXPECT_TRUE(std::regex_search(plan, std::regex(R"(top2\s+the 2 with the largest cached prior)"))) << plan;
+  EXPECT_TRUE(std::regex_search(plan, std::regex(R"(cached prior\s+all 4 experts on 100 valid blocks per domain \(for ens, top2\))")))
+      << plan;
+  EXPECT_TRUE(contains(plan, "top_k saves nothing here: eval.single_experts = \"all\", ensemble \"ens\" already run "
+                             "every expert on the same blocks"))
+      << plan;
+  // Only the top-2 ensemble and no single experts: two of four experts run per domain.
+  d.eval.single_experts = "none";
+  d.eval.ensembles = {{"top2", "cached", "exact", 2}};
+  plan = plan_for(d, 2);
+  EXPECT_TRUE(contains(plan, "top_k saves forward passes: at most 2 of 4 experts run on each domain's test blocks")) << plan;
+  // A uniform-prior ensemble needs every expert again.
+  d.eval.ensembles.push_back({"flat", "uniform", "exact", 0});
+  EXPECT_TRUE(contains(plan_for(d, 2), "top_k saves nothing here: ensemble \"flat\" already runs every expert")) << plan;
+}
+
 TEST(Plan, OneRankTrainsEveryExpertInOrder) {
   auto rows = group_rows(plan_for(four_experts(), 1));
   ASSERT_EQ(rows.size(), 1u);

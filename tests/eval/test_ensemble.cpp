@@ -2,6 +2,7 @@
 // token log-probabilities of tiny random Llama models (cpu backend).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -158,8 +159,14 @@ TEST(Ensemble, CachedPriorMatchesADirectExponentialMovingAverage) {
     for (int b = 0; b < B; ++b) {
       const BlockLogProbs lp = blocks().block(b);
       // Observation: the posterior at the block's last target, under the current prior.
+      // Then the floor and renormalisation.
       const auto w = rule == PosteriorRule::exact ? exact_weights(pi, lp) : previous_token_weights(pi, lp);
-      for (int j = 0; j < E; ++j) pi[j] = b == 0 ? w[T - 1][j] : (1 - alpha) * pi[j] + alpha * w[T - 1][j];
+      double sum = 0;
+      for (int j = 0; j < E; ++j) {
+        pi[j] = std::max(b == 0 ? w[T - 1][j] : (1 - alpha) * pi[j] + alpha * w[T - 1][j], btm::kPriorFloor);
+        sum += pi[j];
+      }
+      for (double& x : pi) x /= sum;
       est.observe(lp);
     }
     EXPECT_EQ(est.observations(), B);
@@ -249,7 +256,55 @@ TEST(Ensemble, LongBlocksStayFinite) {
   EXPECT_NEAR(tok[n - 1], -5.0, 1e-9);  // the posterior has settled on expert 0
   btm::CachedPriorEstimator est(2, PosteriorRule::exact, 0.3);
   est.observe({lp.data(), 2, n, std::size_t(n)});
-  EXPECT_NEAR(est.prior()[0], 1.0, 1e-12);
+  EXPECT_NEAR(est.prior()[0], 1.0, 2 * btm::kPriorFloor);
+  EXPECT_GT(est.prior()[1], 0.0);  // exp(-2048) underflows; the floor keeps the weight
+}
+
+// Blocks of n targets where expert 0 assigns `good` nats and expert 1 `bad` to every target
+// (a domain expert against an off-domain one).
+std::vector<float> two_experts(int n, float good, float bad) {
+  std::vector<float> lp(2 * std::size_t(n));
+  for (int t = 0; t < n; ++t) {
+    lp[t] = good;
+    lp[n + t] = bad;
+  }
+  return lp;
+}
+
+TEST(Ensemble, CachedPriorNeverUnderflowsToZeroAndAnExpertCanComeBack) {
+  // 100 blocks of 128 targets, 2 nats per target between the experts: the exact posterior
+  // of the off-domain expert after a block is exp(-254), so its EMA weight decays by 0.7
+  // per block to below 1e-150 without the floor.
+  const int n = 128;
+  const auto lp = two_experts(n, -3.0f, -5.0f);
+  for (PosteriorRule rule : {PosteriorRule::exact, PosteriorRule::previous_token}) {
+    btm::CachedPriorEstimator est(2, rule, 0.3);
+    for (int b = 0; b < 100; ++b) est.observe({lp.data(), 2, n, std::size_t(n)});
+    EXPECT_GE(est.prior()[1], btm::kPriorFloor / (1 + 2 * btm::kPriorFloor)) << btm::to_string(rule);
+    EXPECT_GT(est.prior()[0], 0.99) << btm::to_string(rule);
+    // The domain changes: expert 1 is now the better one. From its floor it wins the prior back.
+    const auto swapped = two_experts(n, -5.0f, -3.0f);
+    for (int b = 0; b < 100; ++b) est.observe({swapped.data(), 2, n, std::size_t(n)});
+    EXPECT_GT(est.prior()[1], 0.99) << btm::to_string(rule);
+  }
+}
+
+TEST(Ensemble, PreviousTokenEstimateDoesNotCollapseOnAModestLikelihoodRatio) {
+  // Expert 0 is better by 0.1 nats per token: over a 128-token block the exact posterior is
+  // exp(12.7) : 1 for it, one token's ratio only exp(0.1) : 1. The released estimator (one
+  // token per block) keeps both experts in the prior; the exact one settles on expert 0.
+  const int n = 128;
+  const auto lp = two_experts(n, -4.0f, -4.1f);
+  btm::CachedPriorEstimator previous(2, PosteriorRule::previous_token, 0.3);
+  btm::CachedPriorEstimator exact(2, PosteriorRule::exact, 0.3);
+  for (int b = 0; b < 10; ++b) {
+    previous.observe({lp.data(), 2, n, std::size_t(n)});
+    exact.observe({lp.data(), 2, n, std::size_t(n)});
+  }
+  // previous_token: pi_b[0] / pi_b[1] grows by at most exp(0.1) per block.
+  EXPECT_GT(previous.prior()[1], 0.2);
+  EXPECT_LT(previous.prior()[1], 0.5);
+  EXPECT_LT(exact.prior()[1], 1e-4);
 }
 
 TEST(Ensemble, BadInputsAreRefused) {

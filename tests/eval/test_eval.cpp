@@ -465,3 +465,88 @@ TEST(DomainPosterior, SameOnAnyCommunicatorAndEqualToTheEnsemblePrior) {
   const auto from_deck = btm::domain_posterior(deck, data, *backend, files, "beta", btm::Comm::world(), 10);
   for (std::size_t j = 0; j < 3; ++j) EXPECT_NEAR(from_deck[j], world[j], 1e-6);
 }
+
+// The posterior-weighted averages read their weights from [average] and [eval] alone: the
+// order (and posterior rules) of [[eval.ensembles]] cannot change a merged model.
+TEST(DomainPosterior, ReorderingTheEnsemblesDoesNotChangeThePosteriorAverages) {
+  const auto dir = btm::test::fresh_dir("eval_average_ensemble_order");
+  btm::test::make_eval_fixture(dir);
+  const btm::Comm world = btm::Comm::world();
+  btm::Deck deck = fixture_deck(dir);
+  deck.average.uniform = false;
+  auto averaged = [&](const btm::Deck& d) {
+    btm::run_average(d, world);
+    world.barrier();
+    return btm::load_model(d.average_file("posterior-beta")).params;
+  };
+  deck.eval.ensembles = {{"ensemble", "cached", "exact", 0}, {"top2", "cached", "previous_token", 2}};
+  const auto first = averaged(deck);
+  deck.eval.ensembles = {{"top2", "cached", "previous_token", 2}, {"ensemble", "cached", "exact", 0}};
+  const auto reordered = averaged(deck);
+  deck.eval.ensembles.clear();
+  const auto without = averaged(deck);
+  ASSERT_EQ(first.size(), reordered.size());
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    ASSERT_EQ(first[i], reordered[i]) << i;
+    ASSERT_EQ(first[i], without[i]) << i;
+  }
+  // average.posterior_rule does change it (the key is read), and the weights are those of
+  // domain_posterior with the [average] settings: eval.prior_sequences blocks by default.
+  deck.average.posterior_rule = "exact";
+  const auto exact = averaged(deck);
+  bool differs = false;
+  for (std::size_t i = 0; i < first.size(); ++i) differs = differs || exact[i] != first[i];
+  EXPECT_TRUE(differs);
+  auto backend = btm::make_backend("cpu");
+  btm::Dataset data(dir / "data.h5");
+  std::vector<std::filesystem::path> files;
+  for (const std::string e : {"alpha", "beta", "gamma"}) files.push_back(expert_file(dir, e));
+  btm::DomainPosteriorOptions o;
+  o.sequences = deck.eval.prior_sequences;
+  o.batch = deck.eval.batch;
+  o.rule = btm::PosteriorRule::exact;
+  const auto w = btm::domain_posterior(files, data, "beta", *backend, world, o);
+  EXPECT_EQ(btm::domain_posterior(deck, data, *backend, files, "beta", world), w);
+  o.rule = btm::PosteriorRule::previous_token;
+  deck.average.posterior_rule = "previous_token";
+  EXPECT_EQ(btm::domain_posterior(deck, data, *backend, files, "beta", world),
+            btm::domain_posterior(files, data, "beta", *backend, world, o));
+  // average.posterior_sequences, when set, overrides eval.prior_sequences.
+  deck.average.posterior_sequences = 3;
+  o.sequences = 3;
+  EXPECT_EQ(btm::domain_posterior(deck, data, *backend, files, "beta", world),
+            btm::domain_posterior(files, data, "beta", *backend, world, o));
+  EXPECT_EQ(deck.average_posterior_sequences(), 3);
+  EXPECT_EQ(deck.branch_posterior_sequences(), 3);
+  deck.experts.posterior_sequences = 7;
+  EXPECT_EQ(deck.branch_posterior_sequences(), 7);
+}
+
+// The cached prior of every ensemble is estimated with eval.prior_rule (default: the released
+// code's previous-token posterior), not with the ensemble's own posterior rule.
+TEST(DomainPosterior, TheCachedPriorFollowsThePriorRuleNotTheEnsemblesPosterior) {
+  const auto dir = btm::test::fresh_dir("eval_prior_rule");
+  btm::test::make_eval_fixture(dir);
+  btm::Dataset data(dir / "data.h5");
+  auto backend = btm::make_backend("cpu");
+  std::vector<std::filesystem::path> files;
+  for (const std::string e : {"alpha", "beta", "gamma"}) files.push_back(expert_file(dir, e));
+  btm::DomainPosteriorOptions o;
+  o.sequences = 10;
+  o.batch = 4;
+  EvalPlan plan = full_plan(dir);
+  plan.models.clear();
+  plan.averages.clear();
+  plan.ensembles = {{"exact", "cached", "exact", 0}, {"prev", "cached", "previous_token", 0}};
+  for (const std::string rule : {"previous_token", "exact"}) {
+    if (rule == "exact") plan.prior_rule = "exact";
+    o.rule = btm::parse_posterior_rule(rule, "rule");
+    const auto want = btm::domain_posterior(files, data, "beta", *backend, btm::Comm::world(), o);
+    const EvalResults r = btm::evaluate(plan, data, *backend, btm::Comm::world());
+    for (const std::string ens : {"exact", "prev"}) {
+      for (std::size_t j = 0; j < 3; ++j) EXPECT_NEAR(r.priors.at(ens).at("beta")[j], want[j], 1e-12) << rule << " " << ens;
+    }
+  }
+  plan.prior_rule = "cumulative";
+  EXPECT_NE(error_of([&] { btm::validate_plan(plan); }).find("eval.prior_rule = \"cumulative\""), std::string::npos);
+}

@@ -5,7 +5,8 @@
 //
 // The weights are the cached prior of btm/eval/ensemble.hpp: every expert scores the first
 // `sequences` evenly spaced blocks of the domain's valid split, and the exponential moving
-// average of the end-of-block posteriors is returned, in the order of `files`.
+// average of the end-of-block posteriors (estimation rule `rule`, floored) is returned, in
+// the order of `files`.
 // Collective over `comm` and nothing else (it may be one expert group's communicator): the
 // experts are spread over the ranks of `comm` as on the evaluation grid.
 #include <filesystem>
@@ -23,7 +24,7 @@ namespace btm {
 struct DomainPosteriorOptions {
   int sequences = 32;  // valid blocks (0: all)
   double alpha = 0.3;  // EMA rate
-  PosteriorRule rule = PosteriorRule::exact;
+  PosteriorRule rule = PosteriorRule::previous_token;  // estimation rule
   int batch = 8;       // sequences per forward pass
   int context = 0;     // block length; 0: the first model's max_position_embeddings
 };
@@ -32,10 +33,11 @@ std::vector<double> domain_posterior(const std::vector<std::filesystem::path>& f
                                      const std::string& domain, Backend& backend, const Comm& comm,
                                      const DomainPosteriorOptions& options);
 
-// The deck's settings: context = model.max_position_embeddings, alpha = eval.prior_alpha,
-// batch = eval.batch, rule = the posterior of the first eval.ensembles entry with a cached
-// prior (else "exact"), and `sequences` blocks (0: eval.prior_sequences). Callers pass
-// average.posterior_sequences or experts.posterior_sequences.
+// The deck's settings, from [average] and [eval] only (never from [[eval.ensembles]], so
+// their order cannot change a merged model): rule = average.posterior_rule, alpha =
+// eval.prior_alpha, batch = eval.batch, context = model.max_position_embeddings, and
+// `sequences` blocks (0: Deck::average_posterior_sequences()). The average phase passes 0;
+// experts.init = "posterior_average" passes experts.posterior_sequences.
 std::vector<double> domain_posterior(const Deck& deck, const Dataset& data, Backend& backend,
                                      const std::vector<std::filesystem::path>& files, const std::string& domain,
                                      const Comm& comm, int sequences = 0);

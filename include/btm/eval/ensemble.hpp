@@ -33,13 +33,27 @@
 //     --ensemble-type updating_prior on the valid split; its last exp_avg_posterior is then
 //     passed to the test run as --precomputed-prior, see btm_shell_scripts/ensemble_eval.sh):
 //     the valid blocks b = 1..N (N = eval.prior_sequences evenly spaced blocks, in order);
-//     pi_0 = uniform. Block b is scored with the ensemble's own posterior rule under the
-//     prior pi_{b-1}; its observation o_b = w[.][T-1] is the posterior of the block's last
-//     target (the release's `expert_probs = weights[:, :, -1]`: end of sequence, not
-//     token-averaged). Then, as pandas `ewm(alpha=a, adjust=False).mean()` does:
+//     pi_0 = uniform. Each block gives one observation o_b = w[.][T-1], the posterior of the
+//     block's last target under the prior pi_{b-1} (the release's
+//     `expert_probs = weights[:, :, -1]`), computed with the estimation rule (eval.prior_rule,
+//     average.posterior_rule), which is independent of the ensemble's own posterior rule:
+//       previous_token (default; the release, whatever the ensemble): the release's weights
+//         are always its previous-token posterior, so o_b[j] ∝ pi_{b-1}[j] p_j(x_{T-2} | ...):
+//         one token's likelihood ratio moves the prior a little per block.
+//       exact: o_b is the exact posterior after T-1 targets, ∝ pi_{b-1}[j] prod_s p_j(x_s):
+//         a whole block's likelihood ratio (hundreds of nats) per block, so the EMA is fed
+//         near one-hot observations and settles on one expert within a few blocks (weights
+//         like 1 vs 1e-100); a sharper domain classifier, not the published estimator.
+//     Then, as pandas `ewm(alpha=a, adjust=False).mean()` does:
 //       pi_1 = o_1,   pi_b = (1 - a) pi_{b-1} + a o_b,   cached prior = pi_N,
 //     with a = eval.prior_alpha (0.3 in the release). The EMA is seeded with the first
 //     observation; uniform is only the prior the first block is scored under.
+//     Floor: after every update each weight is raised to at least kPriorFloor and the prior
+//     renormalised (so no weight ends below kPriorFloor / (1 + E kPriorFloor)). Without it a weight can underflow to exactly 0, and a zero prior is a
+//     fixed point of the feedback (o_b[j] ∝ pi_{b-1}[j]): the expert could never come back,
+//     and top-k could not rank it. 1e-6 is far above double underflow and far below any
+//     weight that matters: it moves the mixture by at most E * 1e-6 of its probability mass
+//     (< 1e-5 nats per token for E <= 8).
 //     One difference: the release first averages o over each batch (2 sequences in its
 //     scripts); btm takes one observation per block, so the prior does not depend on
 //     eval.batch or on the number of ranks.
@@ -85,7 +99,11 @@ std::vector<double> log_posteriors(PosteriorRule rule, const std::vector<double>
 double mixture_nll(PosteriorRule rule, const std::vector<double>& prior, const BlockLogProbs& logp,
                    double* token_logp = nullptr);
 
-// The cached prior's exponential moving average, fed one valid block at a time.
+// The floor of every cached prior weight (see "Floor" above).
+inline constexpr double kPriorFloor = 1e-6;
+
+// The cached prior's exponential moving average, fed one valid block at a time; `rule` is
+// the estimation rule (previous_token: the released code).
 class CachedPriorEstimator {
  public:
   CachedPriorEstimator(int experts, PosteriorRule rule, double alpha);

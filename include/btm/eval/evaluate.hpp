@@ -48,6 +48,9 @@ struct EvalPlan {
   std::uint64_t max_tokens_per_domain = 0;
   int prior_sequences = 100;
   double prior_alpha = 0.3;
+  // The cached prior's estimation rule (btm/eval/ensemble.hpp), shared by every ensemble
+  // with a cached prior, whatever its own posterior rule: "previous_token" | "exact".
+  std::string prior_rule = "previous_token";
   int batch = 8;
   // Columns, in this order: models (seed, baseline), experts, averages, ensembles.
   std::vector<DenseMethod> models;
@@ -98,7 +101,7 @@ struct EvalResults {
 void validate_ensembles(const std::vector<EnsembleConfig>& ensembles);
 
 // Checks the plan before any work: ensemble settings (the error names
-// eval.ensembles[i].<key>), method names, at least one model. Throws btm::Error.
+// eval.ensembles[i].<key>), eval.prior_rule, method names, at least one model. Throws btm::Error.
 void validate_plan(const EvalPlan& plan);
 
 // Evaluates the plan over `comm` (collective; identical results on every rank). The
@@ -117,7 +120,8 @@ EvalResults evaluate(const EvalPlan& plan, const Dataset& data, Backend& backend
 // eval.h5 (ARCHITECTURE, Files), written atomically by the caller's rank: /results parallel
 // datasets method, domain, split (strings), tokens (uint64), nll, perplexity (float64), with
 // the settings as attributes of /results; /priors/experts (strings) and
-// /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior; for MoE
+// /priors/<ensemble>/<domain> (float64 [E]) for ensembles with a cached prior (attribute
+// prior_rule of /priors: the estimation rule); for MoE
 // methods /routing/<method>/experts (strings) and /routing/<method>/<domain>/{tokens,
 // gate_sum} (float64 [L, E]: tokens routed to each expert, their summed gate weights) and
 // dropped (uint64 [L], over capacity), attribute routed_tokens; for routed ensembles
