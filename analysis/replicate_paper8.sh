@@ -75,7 +75,7 @@ CBTM=(--set cluster.k=8 --set baseline.enabled=false --set average.uniform=false
 # dense model at the same total FLOPs is main's baseline (how BTM splits its compute between
 # seed and experts does not change the dense model's), so these folders train none.
 SWEEP=(--set baseline.enabled=false --set average.posterior=false --set 'mix.models=[]' --set eval.single_experts=none
-  --set 'eval.ensembles=[{name="ensemble", prior="cached", posterior="exact"}]')
+  --set 'eval.ensembles=[{name="ensemble-prevtok", prior="cached", posterior="previous_token"}, {name="ensemble", prior="cached", posterior="exact"}]')
 
 folder() {
   case $1 in
