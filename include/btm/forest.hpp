@@ -42,6 +42,9 @@ class Forest {
   static Forest update(const std::filesystem::path& path, const std::function<void(Forest&)>& change);
 
   const std::vector<ForestEntry>& experts() const { return experts_; }
+  // The experts' names, in order, by value: `Forest::load(p).names()` is safe in a range-for,
+  // where `Forest::load(p).experts()` would refer into a destroyed temporary.
+  std::vector<std::string> names() const;
   const ForestEntry* find(const std::string& name) const;
   // Adds or replaces (same name) an entry; refuses an architecture different from the rest.
   void add(const ForestEntry& entry);

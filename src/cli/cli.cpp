@@ -129,9 +129,7 @@ int command_check(const std::vector<std::string>& args) {
   if (world.is_root()) {
     // The experts already in the forest: the compute-matched baseline counts them, eval runs them.
     std::vector<std::string> in_forest;
-    if (Forest::exists(deck.forest_file())) {
-      for (const auto& e : Forest::load(deck.forest_file()).experts()) in_forest.push_back(e.name);
-    }
+    if (Forest::exists(deck.forest_file())) in_forest = Forest::load(deck.forest_file()).names();
     print_plan(deck, a.ranks > 0 ? a.ranks : world.size(), std::cout, in_forest);
   }
   return 0;

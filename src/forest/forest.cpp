@@ -124,6 +124,12 @@ Forest Forest::update(const std::filesystem::path& path, const std::function<voi
   }
 }
 
+std::vector<std::string> Forest::names() const {
+  std::vector<std::string> out;
+  for (const auto& e : experts_) out.push_back(e.name);
+  return out;
+}
+
 const ForestEntry* Forest::find(const std::string& name) const {
   for (const auto& e : experts_) {
     if (e.name == name) return &e;

@@ -26,8 +26,7 @@ PhaseStatus run_baseline(const Deck& deck, const Comm& world) {
   job.valid_domains = job.domains;
   // Compute-matched to the whole forest: the experts forest.h5 holds (earlier runs' too) and
   // those of this deck not registered yet.
-  std::vector<std::string> in_forest;
-  for (const auto& e : Forest::load(deck.forest_file()).experts()) in_forest.push_back(e.name);
+  const std::vector<std::string> in_forest = Forest::load(deck.forest_file()).names();
   const auto matched = baseline_matched_experts(in_forest, expert_names_of(deck, data));
   job.tokens = baseline_tokens(deck, matched.size());
   if (deck.baseline.tokens == 0) {

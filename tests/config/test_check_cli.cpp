@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "btm/forest.hpp"
 #include "config/deck_test_util.hpp"
 #include "support/run_btm.hpp"
 #include "support/test_paths.hpp"
@@ -19,6 +20,18 @@ TEST(CheckCommand, QuickstartPrintsThePlanAndExitsZero) {
   EXPECT_TRUE(contains(r.out, "Expert groups: P = 3 ranks, E = 4 experts, G = min(P, E) = 3 groups"));
   EXPECT_TRUE(contains(r.out, "scripture, go-code"));
   EXPECT_TRUE(contains(r.out, "ensemble-uniform"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CheckCommand, AnExistingForestIsCountedForTheBaseline) {
+  auto dir = btm::test::fresh_dir("check_cli_forest");
+  btm::Forest::update(dir / "forest.h5", [](btm::Forest& f) {
+    for (const std::string name : {"old1", "old2"}) f.add({name, name, "seed", "experts/" + name + ".h5", "arch", 100});
+  });
+  Result r = run_btm("check inputs/quickstart.toml --ranks 2 --set run.out_dir='" + dir.string() + "'", dir);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "2 in forest.h5 (old1, old2) + 4 this deck adds (scripture, fortunes, python-docs, go-code)"))
+      << r.out;
   std::filesystem::remove_all(dir);
 }
 
