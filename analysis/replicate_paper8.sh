@@ -4,7 +4,7 @@
 #
 #   analysis/replicate_paper8.sh                 # every folder, then the report
 #   analysis/replicate_paper8.sh cbtm random     # only these folders (main must exist)
-#   analysis/replicate_paper8.sh report          # only the tables and plots
+#   analysis/replicate_paper8.sh report          # only the tables and plots (analysis/replication/)
 #
 # Environment: BTM (the btm binary, default: btm on PATH), NP (MPI ranks, default 2),
 # MPIRUN (default: mpirun --oversubscribe), PYTHON (default /usr/bin/python3), PHASES
@@ -101,7 +101,11 @@ folder() {
       copy_from_main $MAIN-seed75 data.h5
       run $MAIN-seed75 "${SWEEP[@]}" --set seed.tokens=1_200_000 --set experts.tokens=50_000
       ;;
-    report) $PYTHON analysis/replication_report.py runs --out analysis/replication ;;
+    report)
+      $PYTHON analysis/replication_report.py runs --out analysis/replication
+      $PYTHON analysis/report.py $MAIN --out analysis/replication/main
+      $PYTHON analysis/report.py $MAIN-cbtm --out analysis/replication/cbtm
+      ;;
     *)
       echo "replicate_paper8: unknown folder '$1' (main, cbtm, random, btxbase, seed25, seed75, report)" >&2
       exit 2
