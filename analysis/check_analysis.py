@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import loss_curves  # noqa: E402
 import perplexity_table  # noqa: E402
+import replication_report  # noqa: E402
 import report  # noqa: E402
 import routing_heatmap  # noqa: E402
 
@@ -447,6 +448,84 @@ class Report(Base):
         self.assertIn("eval.h5: cannot open as HDF5", err)
         self.assertIn("seed.h5:/train: attributes tokens and step missing", err)
         self.assertEqual(self.pngs(out_dir), ["clusters.png"])  # the rest is still written
+
+
+class ReplicationReport(Base):
+    TRAIN, HELDOUT = ["a", "b"], ["c"]
+
+    def write_folder(self, name, nll_of, wall=None):
+        d = self.path(os.path.join("runs", name))
+        os.makedirs(d, exist_ok=True)
+        rows = [{"method": m, "domain": dom, "split": "test", "tokens": 1000, "nll": v}
+                for (m, dom), v in nll_of.items()]
+        write_eval(os.path.join(d, "eval.h5"), rows, heldout="c", train_domains="a,b")
+        if wall:
+            with open(os.path.join(d, "wall.txt"), "w") as f:
+                f.write(wall + "\n")
+
+    def cells(self, methods):
+        # method -> nll on every domain: perplexity e^nll, the same on each domain
+        return {(m, d): v for m, v in methods.items() for d in self.TRAIN + self.HELDOUT}
+
+    def test_tables_findings_sweep_and_plots(self):
+        self.write_folder("p", self.cells({"baseline": 2.0, "seed": 2.5, "avg-uniform": 2.2,
+                                           "avg-posterior": 2.1, "ensemble": 1.9, "btx": 2.3}),
+                          wall="start=2026-01-01T10:00:00Z end=2026-01-01T10:30:00Z wall_s=1800 ranks=2 phases=eval")
+        self.write_folder("p-btxbase", self.cells({"seed": 2.5, "baseline": 1.95}))
+        self.write_folder("p-cbtm", self.cells({"cbtm-top1": 1.8, "cbtm-top2": 1.7}))
+        random = self.cells({"cbtm-top1": 1.85, "cbtm-top2": 1.6})
+        self.write_folder("p-random", random)
+        self.write_folder("p-seed25", self.cells({"ensemble": 2.05, "avg-uniform": 2.4}))
+        out = self.path("report")
+        rc, text, err = run(replication_report.main, [self.path("runs"), "--prefix", "p", "--out", out])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.endswith(".png")),
+                         ["means.png", "perplexity.png", "seed_share.png"])
+        with open(os.path.join(out, "tables.md")) as f:
+            md = f.read()
+        e = lambda v: f"{math.exp(v):.2f}"  # noqa: E731
+        # the combined table: one column per method, from its folder, in COLUMNS order
+        self.assertIn("| domain | dense | seed | avg-uniform | avg-posterior | ensemble | btx | dense-btx | "
+                      "cbtm-top1 | cbtm-top2 | random-top1 | random-top2 |", md)
+        self.assertIn(f"| c (held out) | {e(2.0)} | {e(2.5)} | {e(2.2)} | {e(2.1)} | {e(1.9)} | {e(2.3)} | "
+                      f"{e(1.95)} | {e(1.8)} | {e(1.7)} | {e(1.85)} | **{e(1.6)}** |", md)
+        lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| (")}
+        self.assertIn("| ensemble-prevtok vs dense: not measured | - | - |  |", md)
+        self.assertIn(f"| ensemble {e(1.9)} / {e(1.9)} vs dense {e(2.0)} / {e(2.0)} | yes | yes | "
+                      "holds (some comparisons not measured) |", md)
+        self.assertTrue(lines["(2) posterior-weighted averaging beats uniform averaging"].endswith("| holds |"))
+        # (3): top-1 balanced wins, top-2 loses -> partly; (4): btx loses to both
+        self.assertIn("| partly (see the numbers) |", lines["(3) balanced clusters beat random splits (C-BTM, same top-k)"] + md)
+        self.assertIn(f"btx {e(2.3)} / {e(2.3)} vs dense-btx {e(1.95)} / {e(1.95)} | no | no |  |", md)
+        self.assertIn("| btx-mixed vs dense: not measured | - | - | does not hold (some comparisons not measured) |", md)
+        # the sweep: main is the 50% point, the dense model is main's at every share, 75% absent
+        self.assertIn(f"| 25% | {e(2.0)} | {e(2.0)} | - | - | {e(2.05)} | {e(2.05)} | {e(2.4)} | {e(2.4)} |", md)
+        self.assertIn(f"| 50% | {e(2.0)} | {e(2.0)} | - | - | {e(1.9)} | {e(1.9)} | {e(2.2)} | {e(2.2)} |", md)
+        self.assertNotIn("| 75% |", md)
+        self.assertIn("| p | eval | 2026-01-01T10:00:00Z | 2026-01-01T10:30:00Z | 1800 | 2 |", md)
+
+    def test_missing_folders_are_not_measured(self):
+        self.write_folder("p", self.cells({"baseline": 2.0, "ensemble": 1.9}))
+        rc, _, err = run(replication_report.main, [self.path("runs"), "--prefix", "p", "--out", self.path("o")])
+        self.assertEqual(rc, 0, err)
+        with open(self.path(os.path.join("o", "tables.md"))) as f:
+            md = f.read()
+        self.assertIn("| avg-posterior vs avg-uniform: not measured | - | - | not measured |", md)
+        self.assertIn("| (1) the BTM ensemble beats the compute-matched dense LM | ensemble-prevtok vs dense: "
+                      "not measured | - | - |  |", md)
+        self.assertNotIn("Seed share", md)  # the main folder alone is one point: no sweep plot
+        self.assertFalse(os.path.exists(self.path(os.path.join("o", "seed_share.png"))))
+
+    def test_missing_or_broken_main_eval_is_an_error(self):
+        rc, _, err = run(replication_report.main, [self.path("runs"), "--prefix", "p"])
+        self.assertEqual(rc, 2)
+        self.assertIn("p/eval.h5: missing (the main run has not been evaluated)", err)
+        os.makedirs(self.path("runs/p"))
+        with open(self.path("runs/p/eval.h5"), "w") as f:
+            f.write("not hdf5")
+        rc, _, err = run(replication_report.main, [self.path("runs"), "--prefix", "p"])
+        self.assertEqual(rc, 2)
+        self.assertIn("eval.h5: cannot open as HDF5", err)
 
 
 if __name__ == "__main__":
