@@ -49,6 +49,9 @@ still_running() {
   return 1
 }
 
+# The error lines, each with the indented lines that belong to it (a failed-experts summary
+# lists one expert and its reason per line).
+error_message() { awk '/^btm: error/ { p = 1; print; next } p && /^  / { print; next } { p = 0 }' "$1"; }
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; s=${s%"${s##*[![:space:]]}"}; printf '%s' "$s"; }
 
 tried=0 passed=0
@@ -87,7 +90,7 @@ while IFS= read -r line || [[ -n $line ]]; do
     elif [[ $rc == 0 ]]; then problem="exit status 0; expected a failure"
     elif [[ $errors == 0 ]]; then problem="no 'btm: error' line"
     elif ((errors > ranks)); then problem="$errors error lines from $ranks rank(s); expected one per rank at most"
-    elif ! grep "^btm: error" "$out" | grep -qF -- "$fragment"; then problem="no error line contains: $fragment"
+    elif ! error_message "$out" | grep -qF -- "$fragment"; then problem="no error line contains: $fragment"
     elif grep -qE "terminate called|Segmentation fault|Aborted|core dumped|Sanitizer|runtime error:|HDF5-DIAG" "$out"; then
       problem="crash or library noise in the output"
     elif changed=$(comm -23 <(printf '%s\n' "$before") <(hashes "$CASE" "$RUN" "$RUN_SMALL" "$RUN_OTHER_TOKENIZER")) && [[ -n $changed ]]; then
