@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "btm/data/json.hpp"
+
 namespace btm::deck {
 
 namespace {
@@ -260,27 +262,8 @@ std::vector<Field> finetune_fields(FinetuneConfig& c) {
   return {count("tokens", c.tokens, 1), text("mixing", c.mixing, kMixing), flag("freeze_experts", c.freeze_experts)};
 }
 
-std::string toml_quote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+// TOML basic strings take JSON's escapes (json_quote also escapes DEL, which TOML requires).
+std::string toml_quote(std::string_view s) { return json_quote(s); }
 
 std::string toml_float(double v) {
   char buf[64];

@@ -278,7 +278,7 @@ std::string json_quote(std::string_view s) {
       case '\t': out += "\\t"; break;
       case '\r': out += "\\r"; break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {  // DEL too: valid JSON, and required by TOML (toml_quote)
           static const char* hex = "0123456789abcdef";
           out += std::string("\\u00") + hex[c >> 4] + hex[c & 15];
         } else {
