@@ -31,6 +31,13 @@ std::filesystem::path expert_file(const std::filesystem::path& dir, const std::s
   return dir / "experts" / (name + ".h5");
 }
 
+// The fixture's three experts, in forest order.
+std::vector<std::filesystem::path> fixture_expert_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> files;
+  for (const std::string e : {"alpha", "beta", "gamma"}) files.push_back(expert_file(dir, e));
+  return files;
+}
+
 EvalPlan full_plan(const std::filesystem::path& dir) {
   EvalPlan plan;
   plan.train_domains = {"alpha", "beta", "gamma"};
@@ -433,8 +440,7 @@ TEST(DomainPosterior, SameOnAnyCommunicatorAndEqualToTheEnsemblePrior) {
   btm::test::make_eval_fixture(dir);
   btm::Dataset data(dir / "data.h5");
   auto backend = btm::make_backend("cpu");
-  std::vector<std::filesystem::path> files;
-  for (const std::string e : {"alpha", "beta", "gamma"}) files.push_back(expert_file(dir, e));
+  const std::vector<std::filesystem::path> files = fixture_expert_files(dir);
   btm::DomainPosteriorOptions o;
   o.sequences = 10;
   o.batch = 4;
@@ -499,8 +505,7 @@ TEST(DomainPosterior, ReorderingTheEnsemblesDoesNotChangeThePosteriorAverages) {
   EXPECT_TRUE(differs);
   auto backend = btm::make_backend("cpu");
   btm::Dataset data(dir / "data.h5");
-  std::vector<std::filesystem::path> files;
-  for (const std::string e : {"alpha", "beta", "gamma"}) files.push_back(expert_file(dir, e));
+  const std::vector<std::filesystem::path> files = fixture_expert_files(dir);
   btm::DomainPosteriorOptions o;
   o.sequences = deck.eval.prior_sequences;
   o.batch = deck.eval.batch;
@@ -529,8 +534,7 @@ TEST(DomainPosterior, TheCachedPriorFollowsThePriorRuleNotTheEnsemblesPosterior)
   btm::test::make_eval_fixture(dir);
   btm::Dataset data(dir / "data.h5");
   auto backend = btm::make_backend("cpu");
-  std::vector<std::filesystem::path> files;
-  for (const std::string e : {"alpha", "beta", "gamma"}) files.push_back(expert_file(dir, e));
+  const std::vector<std::filesystem::path> files = fixture_expert_files(dir);
   btm::DomainPosteriorOptions o;
   o.sequences = 10;
   o.batch = 4;
