@@ -10,7 +10,7 @@ source scripts/env.sh
 # test_cpu_kernels is left out: its sources capture structured bindings in lambdas, which
 # Clang 14 cannot compile.
 tests=(test_group_layout test_config test_data_readers test_llama test_schedule
-       test_ensemble test_routing test_cluster_units test_comm)
+       test_ensemble test_routing test_cluster_units test_comm test_h5_write_failure)
 cmake --preset asan >/dev/null
 cmake --build build-asan -j "$(nproc)" --target "${tests[@]}" >&2
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

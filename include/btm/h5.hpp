@@ -55,6 +55,8 @@ class File {
   // The file's format version: its root attribute format_version, 1 when it has none.
   std::int64_t format_version() const;
   const std::filesystem::path& path() const { return path_; }
+  // Both throw "cannot write <path>: <reason>" when a write to the file failed (a full disk,
+  // a file-size limit); the file itself still closes cleanly.
   void flush();
   void close();
 
@@ -98,6 +100,7 @@ class File {
 
  private:
   Handle open_object(const std::string& object_path) const;
+  void throw_if_write_failed() const;
   Handle create_dataset(const std::string& dataset_path, hid_t type, const std::vector<hsize_t>& dims);
 
   std::filesystem::path path_;

@@ -11,6 +11,7 @@
 #include "btm/error.hpp"
 #include "btm/fault_hook.hpp"
 #include "core/h5_error.hpp"
+#include "core/h5_write_driver.hpp"
 
 namespace btm::h5 {
 
@@ -89,7 +90,8 @@ template <> hid_t native_type<std::uint64_t>() { return H5T_NATIVE_UINT64; }
 template <> hid_t native_type<bool>() { return H5T_NATIVE_HBOOL; }
 
 File::File(const std::filesystem::path& path, Mode mode, MPI_Comm comm) : path_(path) {
-  Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+  // Files written by one process go through the driver that survives a failed write.
+  Handle fapl(comm == MPI_COMM_NULL && mode != Mode::read ? detail::write_driver_fapl() : H5Pcreate(H5P_FILE_ACCESS));
   BTM_H5(fapl.get());
   if (comm != MPI_COMM_NULL) BTM_H5(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL));
   hid_t id = -1;
@@ -100,6 +102,7 @@ File::File(const std::filesystem::path& path, Mode mode, MPI_Comm comm) : path_(
   }
   if (id < 0) {
     std::string reason = take_h5_system_reason();
+    if (reason.empty()) reason = detail::take_write_error(path.string());
     std::string why = "cannot create HDF5 file ";
     if (mode != Mode::create && !std::filesystem::exists(path)) {
       why = "no such file: ";
@@ -142,8 +145,21 @@ std::int64_t File::format_version() const {
   return version;
 }
 
-void File::flush() { BTM_H5(H5Fflush(id(), H5F_SCOPE_LOCAL)); }
-void File::close() { handle_.reset(); }
+void File::flush() {
+  BTM_H5(H5Fflush(id(), H5F_SCOPE_LOCAL));
+  throw_if_write_failed();
+}
+
+void File::close() {
+  handle_.reset();
+  throw_if_write_failed();
+}
+
+void File::throw_if_write_failed() const {
+  if (const std::string reason = detail::take_write_error(path_.string()); !reason.empty()) {
+    throw Error("cannot write " + path_.string() + ": " + reason);
+  }
+}
 
 std::string File::where(const std::string& object_path) const {
   return path_.string() + ":" + object_path;
@@ -218,6 +234,7 @@ void File::write(const std::string& dataset_path, const T* data, std::vector<hsi
   hsize_t n = std::accumulate(dims.begin(), dims.end(), hsize_t(1), std::multiplies<>());
   fault::before_dataset_write(*this, n * sizeof(T));
   if (n > 0) BTM_H5(H5Dwrite(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+  throw_if_write_failed();
 }
 
 template <class T>
@@ -289,6 +306,7 @@ void File::write_strings(const std::string& dataset_path, const std::vector<std:
   }
   fault::before_dataset_write(*this, bytes);
   if (!values.empty()) BTM_H5(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()));
+  throw_if_write_failed();
 }
 
 std::vector<std::string> File::read_strings(const std::string& dataset_path) const {
