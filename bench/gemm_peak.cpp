@@ -9,7 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <sstream>
 #include <string>
 
 #include "btm/error.hpp"
@@ -64,7 +64,10 @@ int main(int argc, char** argv) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1f", rate(*be, n, seconds));
     bf16 = buf;
-    info = be->matmul_info().substr(std::strlen("precision=bf16 "));
+    std::istringstream words(be->matmul_info());  // precision=bf16 isa=... impl=... threads=...
+    std::string precision, isa, impl;
+    words >> precision >> isa >> impl;
+    info = isa + " " + impl;
   } catch (const btm::Error& e) {
     std::fprintf(stderr, "btm_gemm_peak: no bf16 GEMMs: %s\n", e.what());
   }

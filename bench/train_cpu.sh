@@ -183,9 +183,9 @@ got_vocab=$($PY -c "import h5py, sys; print(int(h5py.File(sys.argv[1], 'r')['tok
 # ---------------------------------------------------------------- machine and load
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 load1() { cut -d' ' -f1 /proc/loadavg; }
-# Other runnable tasks while a run goes (procs_running of /proc/stat minus our ranks and
-# this sampler), sampled every 0.5 s: a second program on the cores shows up here.
-sample_others() {  # ranks file
+# Other runnable tasks while a run goes (procs_running of /proc/stat minus our ranks' threads
+# and this sampler), sampled every 0.5 s: a second program on the cores shows up here.
+sample_others() {  # threads_of_ours file
   local ranks=$1 file=$2 k v _
   : >"$file"
   while :; do
@@ -273,7 +273,7 @@ run_one() {
   local impl=$1 lay=$2 round=$3 log=$OUT/logs/$1-$2-r$3.log samples=$OUT/logs/$1-$2-r$3.load
   local p=${lay%x*} t=${lay#*x} prec=${impl##*-}
   local accum=$((GLOBAL / (MICRO * p))) rc=0 sampler
-  sample_others "$p" "$samples" & sampler=$!
+  sample_others "$((p * t))" "$samples" & sampler=$!
   if [[ $impl == btm-* ]]; then
     rm -f "$OUT/seed.h5"  # else the seed phase is skipped as complete
     OMP_NUM_THREADS=$t mpirun -np "$p" "$BTM_BIN" run "$DECK" --phases seed --set "run.out_dir=$OUT" \

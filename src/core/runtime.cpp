@@ -5,6 +5,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "btm/error.hpp"
@@ -16,6 +17,9 @@ Runtime::Runtime(int& argc, char**& argv) {
   BTM_MPI(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
   // Errors on MPI calls come back as codes that btm checks, rather than aborting silently.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  // A Kokkos built with OpenMP would otherwise start one thread per core in every rank:
+  // flat MPI (a rank per core) is the default, OMP_NUM_THREADS=T asks for T per rank.
+  setenv("OMP_NUM_THREADS", "1", 0);
   Kokkos::initialize(argc, argv);
 }
 

@@ -141,6 +141,8 @@ TEST(CpuBf16Linear, WeightWrittenThroughTheBackendIsConvertedAgain) {
 TEST(CpuBf16Linear, SaysWhichPrecisionAndInstructionSetRun) {
   auto be = make_backend("cpu");
   EXPECT_EQ(be->matmul_info().rfind("precision=fp32", 0), 0u) << be->matmul_info();
+  // And the threads: run.blas_threads for the GEMMs, Kokkos' pool for the other kernels.
+  EXPECT_NE(be->matmul_info().find(" threads=1 kokkos="), std::string::npos) << be->matmul_info();
   auto bf = bf16_backend();
   if (!bf) GTEST_SKIP() << "built without oneDNN";
   const std::string info = bf->matmul_info();

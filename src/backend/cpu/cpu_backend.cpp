@@ -52,7 +52,7 @@ inline float* F(void* p) { return static_cast<float*>(p); }
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const BackendOptions& options) {
+  explicit CpuBackend(const BackendOptions& options) : threads_(options.blas_threads) {
     if (options.blas_threads < 1) {
       throw Error("cpu backend: blas_threads must be at least 1, got " +
                   std::to_string(options.blas_threads));
@@ -80,8 +80,13 @@ class CpuBackend final : public Backend {
     if (!bf16_) bf16_ = std::make_unique<cpu::Bf16Gemm>();  // throws without oneDNN
   }
   std::string matmul_info() const override {
-    if (bf16_) return "precision=bf16 " + bf16_->describe();
-    return "precision=fp32 blas=openblas";
+    // The host kernels' threads next to the GEMMs': Kokkos sizes its pool at start-up
+    // (OMP_NUM_THREADS), the GEMM libraries follow run.blas_threads.
+    const std::string threads = " threads=" + std::to_string(threads_) + " kokkos=" +
+                                Kokkos::DefaultHostExecutionSpace::name() + ":" +
+                                std::to_string(Kokkos::DefaultHostExecutionSpace().concurrency());
+    if (bf16_) return "precision=bf16 " + bf16_->describe() + threads;
+    return "precision=fp32 blas=openblas" + threads;
   }
 
   std::string name() const override { return "cpu"; }
@@ -240,6 +245,7 @@ class CpuBackend final : public Backend {
     if (bf16_) bf16_->invalidate(ptr, bytes);
   }
   cpu::Scratch scratch_;       // attention workspace, grown on demand
+  int threads_;                 // run.blas_threads
   cpu::RopeTable rope_table_;  // cos/sin cache for the last (head_dim, theta)
   std::unique_ptr<cpu::Bf16Gemm> bf16_;  // set: linear layers in bf16 (set_matmul_dtype)
 };
