@@ -16,7 +16,7 @@ std::map<std::string, std::string>& write_errors() {
   return errors;
 }
 
-#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR <= 12
+#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10
 
 // One open file: HDF5's public part first (HDF5 fills it in), then the sec2 file it wraps.
 struct GuardedFile {
@@ -141,7 +141,7 @@ hid_t guarded_driver() {
 hid_t write_driver_fapl() {
   const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   BTM_H5(fapl);
-#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR <= 12
+#if H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10
   const hid_t driver = guarded_driver();
   if (driver < 0 || H5Pset_driver(fapl, driver, nullptr) < 0) {
     H5Pclose(fapl);

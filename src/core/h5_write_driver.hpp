@@ -14,8 +14,8 @@
 
 namespace btm::h5::detail {
 
-// A new file-access property list with the driver set (HDF5 1.10/1.12), or with HDF5's
-// default driver where the driver's interface differs (later versions). The caller closes it.
+// A new file-access property list with the driver set (HDF5 1.10, whose driver interface
+// it is written against), or with HDF5's default driver (other versions). The caller closes it.
 hid_t write_driver_fapl();
 
 // The system's reason ("No space left on device") for the first failed open, write,

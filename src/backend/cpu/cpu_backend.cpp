@@ -245,7 +245,7 @@ class CpuBackend final : public Backend {
     if (bf16_) bf16_->invalidate(ptr, bytes);
   }
   cpu::Scratch scratch_;       // attention workspace, grown on demand
-  int threads_;                 // run.blas_threads
+  int threads_;                // run.blas_threads
   cpu::RopeTable rope_table_;  // cos/sin cache for the last (head_dim, theta)
   std::unique_ptr<cpu::Bf16Gemm> bf16_;  // set: linear layers in bf16 (set_matmul_dtype)
 };
