@@ -8,7 +8,6 @@ namespace btm {
 namespace {
 // Signal handlers can only talk to the program through a lock-free flag.
 std::atomic<bool> stop_flag{false};
-struct sigaction previous_usr1, previous_term;
 
 extern "C" void on_stop_signal(int) { stop_flag.store(true); }
 }  // namespace
@@ -17,13 +16,8 @@ StopSignals::StopSignals() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
-  sigaction(SIGUSR1, &action, &previous_usr1);
-  sigaction(SIGTERM, &action, &previous_term);
-}
-
-StopSignals::~StopSignals() {
-  sigaction(SIGUSR1, &previous_usr1, nullptr);
-  sigaction(SIGTERM, &previous_term, nullptr);
+  sigaction(SIGUSR1, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
 }
 
 bool StopSignals::requested() { return stop_flag.load(); }

@@ -383,7 +383,23 @@ class Suite:
                 self.after_run(out, before, run, label)
             self.finish(out, f"SIG{sig_name} series")
             say(f"SIG{sig_name} series: the rerun finished, outputs equal to the reference")
+            self.signal_after_last_safe_point(out, sig_name)
             shutil.rmtree(out, ignore_errors=True)
+
+    def signal_after_last_safe_point(self, out, sig_name):
+        """A signal while MPI and HDF5 shut down, the work done: the run still ends with 0."""
+        run = self.start(out)
+        if not run.wait_for(r"^phase=eval status=done", RUN_LIMIT_S):
+            raise Failure(f"SIG{sig_name} after eval: the run did not finish eval:\n{run.text()[-3000:]}")
+        if sig_name == "USR1":
+            run.signal_mpirun(signal.SIGUSR1)
+        else:
+            for r in range(self.ranks):
+                run.signal_rank(r, signal.SIGTERM)
+        rc = run.wait()
+        if rc != 0:
+            raise Failure(f"SIG{sig_name} after eval: status {rc}, expected 0:\n{run.text()[-3000:]}")
+        say(f"SIG{sig_name} after the last safe point: status 0")
 
     # ---- part 3: full disk, file-size limit ---------------------------------------------
     def expect_error(self, out, before, run, label, fragment):

@@ -5,11 +5,12 @@
 // training the run stops at the next safe point (between experts, between phases).
 namespace btm {
 
-// Installs the handlers for its lifetime and restores the previous ones afterwards.
+// Installs the handlers, which then stay until the process exits: a signal that comes
+// after the last safe point, while MPI and HDF5 shut down, finds the work done and must not
+// kill the rank (Open MPI would report the finished run as failed).
 class StopSignals {
  public:
   StopSignals();
-  ~StopSignals();
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
   static bool requested();
