@@ -193,6 +193,15 @@ def wall_times(runs, prefix):
     return "\n".join(lines)
 
 
+def save_figure(fig, out, name, plt):
+    """Lays out, writes out/name and closes `fig`; returns the path."""
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_heatmap(labels, names, cells, out, plt):
     values = np.array([[np.nan if v is None else v for v in line] for line in cells])
     fig, ax = plt.subplots(figsize=(2.5 + 0.7 * len(names), 1.5 + 0.32 * len(labels)))
@@ -200,11 +209,7 @@ def plot_heatmap(labels, names, cells, out, plt):
     ax.axhline(len(labels) - 2.5, color="w", lw=1.5)
     fig.colorbar(image, ax=ax, label="perplexity (log scale)")
     ax.set_title("test perplexity per domain (paper8-cpu, every method at equal FLOPs but btx)", fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(out, "perplexity.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, "perplexity.png", plt)
 
 
 def plot_means(means, out, plt):
@@ -220,11 +225,7 @@ def plot_means(means, out, plt):
         ax.set_title(title + " perplexity (test)", fontsize=9)
         for b, v in zip(bars, vals):
             ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=6)
-    fig.tight_layout()
-    path = os.path.join(out, "means.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, "means.png", plt)
 
 
 def plot_sweep(points, out, plt):
@@ -240,11 +241,7 @@ def plot_sweep(points, out, plt):
         ax.set_xticks(shares)
         ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out, "seed_share.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, "seed_share.png", plt)
 
 
 def main(argv=None):
