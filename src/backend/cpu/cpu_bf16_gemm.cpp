@@ -1,13 +1,13 @@
 // bf16 linear layers through oneDNN's matmul (cpu_bf16_gemm.hpp). Built only with oneDNN.
 #include "backend/cpu/cpu_bf16_gemm.hpp"
 
-#include <algorithm>
 #include <dnnl.hpp>
 #include <map>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
 
+#include "backend/cpu/cpu_kernels.hpp"
 #include "btm/error.hpp"
 
 namespace btm::cpu {
@@ -124,10 +124,7 @@ Bf16Gemm::~Bf16Gemm() = default;
 
 void Bf16Gemm::linear_forward(const float* x, const float* w, float* y, int n, int in, int out, bool accumulate) {
   if (n <= 0 || out <= 0) return;
-  if (in <= 0) {
-    if (!accumulate) std::fill(y, y + std::size_t(n) * out, 0.0f);
-    return;
-  }
+  if (in <= 0) return empty_product(y, n, out, accumulate);
   // y[n,out] = x[n,in] * W^T: B = W^T is [in,out] with strides (1, in).
   std::uint16_t* xb = impl_->a_buf.get(std::size_t(n) * in);
   round_to_bf16(x, xb, std::size_t(n) * in);
@@ -138,10 +135,7 @@ void Bf16Gemm::linear_forward(const float* x, const float* w, float* y, int n, i
 void Bf16Gemm::linear_backward_input(const float* dy, const float* w, float* dx, int n, int in, int out,
                                      bool accumulate) {
   if (n <= 0 || in <= 0) return;
-  if (out <= 0) {
-    if (!accumulate) std::fill(dx, dx + std::size_t(n) * in, 0.0f);
-    return;
-  }
+  if (out <= 0) return empty_product(dx, n, in, accumulate);
   // dx[n,in] = dy[n,out] * W[out,in].
   std::uint16_t* dyb = impl_->a_buf.get(std::size_t(n) * out);
   round_to_bf16(dy, dyb, std::size_t(n) * out);

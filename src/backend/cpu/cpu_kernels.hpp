@@ -54,6 +54,9 @@ void linear_backward_input(const float* dy, const float* w, float* dx, int n, in
                            bool accumulate);
 // dy [n, out], x [n, in], dw [out, in]: dw += dy^T x
 void linear_backward_weight(const float* dy, const float* x, float* dw, int n, int in, int out);
+// The degenerate k = 0 product (some GEMM libraries skip it entirely): c [m, n] = 0, or
+// unchanged when accumulating.
+void empty_product(float* c, int m, int n, bool accumulate);
 
 // ---- cpu_embedding.cpp -------------------------------------------------------------------
 // tokens [n] (>= 0), table [V, d], x [n, d]: x[i] = table[tokens[i]]

@@ -7,12 +7,9 @@
 
 namespace btm::cpu {
 
-namespace {
-// The degenerate k = 0 product (some BLAS builds skip it entirely): C = 0, or C unchanged.
 void empty_product(float* c, int m, int n, bool accumulate) {
   if (!accumulate) std::memset(c, 0, sizeof(float) * std::size_t(m) * std::size_t(n));
 }
-}  // namespace
 
 void linear_forward(const float* x /*[n,in]*/, const float* w /*[out,in]*/, float* y /*[n,out]*/,
                     int n, int in, int out, bool accumulate) {
