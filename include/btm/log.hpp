@@ -13,6 +13,9 @@ void log_line(const std::string& line);
 void log_all(const std::string& line);
 // Prints a warning on world rank 0 ("warning: ...", stderr).
 void warn_root(const std::string& line);
+// Writes `text` to stderr in one write(2), after flushing stdout: mpirun forwards stdout
+// and stderr separately, so a message written in pieces can have log lines spliced into it.
+void write_stderr(const std::string& text);
 
 std::string format_seconds(double seconds);  // "41s", "12m03s", "2h05m"
 

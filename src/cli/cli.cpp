@@ -125,7 +125,7 @@ int command_run(const std::vector<std::string>& args) {
     finished = run_phases(deck, phases, world);
   } catch (const ModelsFailed& e) {
     // Every rank is here together: a clean exit, no MPI_Abort.
-    if (world.is_root()) std::cerr << "btm: error: " << e.what() << std::endl;
+    if (world.is_root()) write_stderr(std::string("btm: error: ") + e.what() + "\n");
     return 3;
   }
   // EX_TEMPFAIL: a stop signal interrupted training; the same command resumes it.

@@ -1,6 +1,7 @@
 #include "btm/log.hpp"
 
 #include <mpi.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -31,7 +32,16 @@ void log_all(const std::string& line) {
 
 void warn_root(const std::string& line) {
   if (world_rank() != 0) return;
-  std::cerr << "warning: " << line << '\n' << std::flush;
+  write_stderr("warning: " + line + '\n');
+}
+
+void write_stderr(const std::string& text) {
+  std::cout.flush();
+  for (std::size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 std::string format_seconds(double seconds) {

@@ -1,14 +1,13 @@
 #include "btm/runtime.hpp"
 
 #include <mpi.h>
-#include <unistd.h>
 
 #include <Kokkos_Core.hpp>
 
 #include <cstdlib>
-#include <iostream>
 
 #include "btm/error.hpp"
+#include "btm/log.hpp"
 
 namespace btm {
 
@@ -40,14 +39,8 @@ void abort_all(const std::string& message, int exit_code) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
   }
   // One write(2) per message: the lines of ranks that fail together do not interleave.
-  const std::string line = "btm: error" + (size > 1 ? " [rank " + std::to_string(rank) + "]" : std::string()) + ": " +
-                           message + "\n";
-  std::cout.flush();
-  for (std::size_t done = 0; done < line.size();) {
-    const ssize_t n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
-    if (n <= 0) break;
-    done += static_cast<std::size_t>(n);
-  }
+  write_stderr("btm: error" + (size > 1 ? " [rank " + std::to_string(rank) + "]" : std::string()) + ": " + message +
+               "\n");
   if (initialized && !finalized) {
     if (size > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
     // A single rank has nobody to stop: shut down cleanly, without Open MPI's abort banner.
