@@ -183,15 +183,26 @@ got_vocab=$($PY -c "import h5py, sys; print(int(h5py.File(sys.argv[1], 'r')['tok
 # ---------------------------------------------------------------- machine and load
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 load1() { cut -d' ' -f1 /proc/loadavg; }
-# Other runnable tasks while a run goes (procs_running of /proc/stat minus our ranks' threads
-# and this sampler), sampled every 0.5 s: a second program on the cores shows up here.
-sample_others() {  # threads_of_ours file
-  local ranks=$1 file=$2 k v _
+# Other runnable tasks while a run goes, sampled every 0.5 s: threads in state R that do not
+# descend from this script. The runs do, with every thread they start (BLAS and OpenMP
+# workers that spin between calls included), so a second program on the cores is what
+# shows up here. (mpirun puts each rank in a process group of its own: ancestry it is.)
+sample_others() {  # file
+  local file=$1
   : >"$file"
   while :; do
-    while read -r k v _; do
-      [[ $k == procs_running ]] && { echo $(( v - ranks - 1 < 0 ? 0 : v - ranks - 1 )) >>"$file"; break; }
-    done </proc/stat
+    # grep -s: a task may end between the glob and the read.
+    { grep -sH '' /proc/[0-9]*/stat /proc/[0-9]*/task/[0-9]*/stat || true; } | awk -v ours=$$ '
+      { path = substr($0, 1, index($0, ":") - 1); depth = split(path, p, "/")
+        rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")  # f[1] state, f[2] ppid
+        if (depth == 4) parent[p[3]] = f[2]                       # /proc/PID/stat
+        else if (f[1] == "R") running[++k] = p[3] }               # /proc/PID/task/TID/stat
+      END { for (i = 1; i <= k; i++) {
+              q = running[i]
+              while (q != ours && q > 1) q = parent[q] + 0
+              if (q != ours) others++
+            }
+            print others + 0 }' >>"$file"
     sleep 0.5
   done
 }
@@ -199,8 +210,8 @@ sample_others() {  # threads_of_ours file
 # behind, and our own runs are in it).
 others_now() {
   local f=$OUT/logs/quiet.load pid
-  sample_others 0 "$f" & pid=$!
-  sleep 5; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  sample_others "$f" & pid=$!
+  sleep 5; kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   awk '{ s += $1 } END { printf "%.2f", NR ? s / NR : 0 }' "$f"
 }
 # Waits (at most LOAD_WAIT s) until the cores are free of other programs.
@@ -273,7 +284,7 @@ run_one() {
   local impl=$1 lay=$2 round=$3 log=$OUT/logs/$1-$2-r$3.log samples=$OUT/logs/$1-$2-r$3.load
   local p=${lay%x*} t=${lay#*x} prec=${impl##*-}
   local accum=$((GLOBAL / (MICRO * p))) rc=0 sampler
-  sample_others "$((p * t))" "$samples" & sampler=$!
+  sample_others "$samples" & sampler=$!
   if [[ $impl == btm-* ]]; then
     rm -f "$OUT/seed.h5"  # else the seed phase is skipped as complete
     OMP_NUM_THREADS=$t mpirun -np "$p" "$BTM_BIN" run "$DECK" --phases seed --set "run.out_dir=$OUT" \
@@ -299,7 +310,7 @@ run_one() {
       --warmup-steps "$WARMUP" --steps "$STEPS" --threads "$t" --log-every 1 \
       --precision "$prec" $([[ $mode == compile ]] && echo --compile) >"$log" 2>&1 || rc=$?
   fi
-  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   if (( rc != 0 )); then
     tail -n 20 "$log" >&2
     fail "$impl on $lay failed (exit $rc); log: $log"
