@@ -107,8 +107,9 @@ class File {
   Handle handle_;
 };
 
-// Writes a file atomically: everything goes to "<path>.tmp", and commit() closes it and
-// renames it over `path`. A crash before commit() leaves `path` untouched.
+// Writes a file atomically: everything goes to "<path>.tmp.<host>.<pid>", and commit()
+// closes it and renames it over `path`. A crash before commit() leaves `path` untouched;
+// the next writer of `path` on that host removes the temporaries of writers that are gone.
 class AtomicWrite {
  public:
   explicit AtomicWrite(const std::filesystem::path& path);

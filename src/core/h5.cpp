@@ -1,6 +1,7 @@
 #include "btm/h5.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -438,17 +439,44 @@ BTM_H5_INSTANTIATE(std::uint64_t)
 #undef BTM_H5_INSTANTIATE
 
 namespace {
-// Unique among the writers of a shared filesystem: process ids repeat across nodes.
-std::string writer_tag() {
+std::string host_name() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-  return std::string(host) + "." + std::to_string(::getpid());
+  return host;
+}
+
+// "<path>.tmp.<host>.": with the writer's process id, unique among the writers of a shared
+// filesystem (process ids repeat across nodes).
+std::string temporary_prefix(const std::filesystem::path& path) {
+  return path.filename().string() + ".tmp." + host_name() + ".";
+}
+
+// Removes the temporaries of `path` left by killed writers on this host: those whose
+// process no longer exists. Writers on other hosts cannot be checked and are left alone.
+void remove_dead_writers_temporaries(const std::filesystem::path& path) {
+  const std::string prefix = temporary_prefix(path);
+  const auto is_pid = [](const std::string& t) {
+    return !t.empty() && t.size() <= 9 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string pid_text = name.substr(prefix.size());
+    if (!is_pid(pid_text)) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    std::filesystem::remove(it->path(), ignored);
+  }
 }
 }  // namespace
 
 AtomicWrite::AtomicWrite(const std::filesystem::path& path)
-    : path_(path), tmp_(path.string() + ".tmp." + writer_tag()) {
+    : path_(path), tmp_(path.parent_path() / (temporary_prefix(path) + std::to_string(::getpid()))) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  remove_dead_writers_temporaries(path);
   file_ = std::make_unique<File>(tmp_, File::Mode::create);
 }
 

@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <filesystem>
+#include <fstream>
 
 #include "btm/comm.hpp"
 #include "btm/error.hpp"
@@ -63,4 +68,31 @@ TEST(H5, AtomicWriteLeavesTheOldFileUntilCommit) {
   for (const auto& e : fs::directory_iterator(dir)) {
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
   }
+}
+
+TEST(H5, AtomicWriteRemovesTemporariesOfDeadWritersOnThisHost) {
+  auto dir = btm::test::fresh_dir("atomic_stale") / std::to_string(btm::Comm::world().rank());
+  fs::create_directories(dir);
+  auto path = dir / "m.h5";
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  // A process id no process has now: the writer that left it was killed.
+  pid_t dead = 4194303;
+  while (::kill(dead, 0) == 0 || errno != ESRCH) --dead;
+  const std::string tmp = "m.h5.tmp." + std::string(host) + ".";
+  const fs::path of_dead = dir / (tmp + std::to_string(dead));
+  const fs::path of_live = dir / (tmp + std::to_string(::getppid()));  // still writing
+  const fs::path of_other_host = dir / ("m.h5.tmp.another-node." + std::to_string(dead));
+  const fs::path of_other_file = dir / ("n.h5.tmp." + std::string(host) + "." + std::to_string(dead));
+  for (const auto& p : {of_dead, of_live, of_other_host, of_other_file}) std::ofstream(p) << "partial";
+  {
+    btm::h5::AtomicWrite w(path);
+    w.file().write<float>("/v", std::vector<float>{1});
+    w.commit();
+  }
+  EXPECT_FALSE(fs::exists(of_dead));
+  EXPECT_TRUE(fs::exists(of_live));
+  EXPECT_TRUE(fs::exists(of_other_host));
+  EXPECT_TRUE(fs::exists(of_other_file));
+  EXPECT_EQ(File(path, File::Mode::read).read<float>("/v")[0], 1.0f);
 }
