@@ -363,10 +363,7 @@ class Suite:
                 if run.wait_for(rf"^# phase {phase}$", RUN_LIMIT_S):
                     time.sleep(delay)
                     hit = run.current_phase()
-                    if sig_name == "USR1":
-                        sent = run.signal_mpirun(signal.SIGUSR1)
-                    else:
-                        sent = any([run.signal_rank(r, signal.SIGTERM) for r in range(self.ranks)])
+                    sent = self.send_stop_signal(run, sig_name)
                 rc = run.wait()
                 text = run.text()
                 label = f"SIG{sig_name} in {phase} after {delay:.3f}s (hit={hit})"
@@ -386,16 +383,19 @@ class Suite:
             self.signal_after_last_safe_point(out, sig_name)
             shutil.rmtree(out, ignore_errors=True)
 
+    def send_stop_signal(self, run, sig_name):
+        """As Slurm does: SIGUSR1 to mpirun (--signal), SIGTERM to every rank (scancel, time
+        limit). Returns whether a process got it."""
+        if sig_name == "USR1":
+            return run.signal_mpirun(signal.SIGUSR1)
+        return any([run.signal_rank(r, signal.SIGTERM) for r in range(self.ranks)])
+
     def signal_after_last_safe_point(self, out, sig_name):
         """A signal while MPI and HDF5 shut down, the work done: the run still ends with 0."""
         run = self.start(out)
         if not run.wait_for(r"^phase=eval status=done", RUN_LIMIT_S):
             raise Failure(f"SIG{sig_name} after eval: the run did not finish eval:\n{run.text()[-3000:]}")
-        if sig_name == "USR1":
-            run.signal_mpirun(signal.SIGUSR1)
-        else:
-            for r in range(self.ranks):
-                run.signal_rank(r, signal.SIGTERM)
+        self.send_stop_signal(run, sig_name)
         rc = run.wait()
         if rc != 0:
             raise Failure(f"SIG{sig_name} after eval: status {rc}, expected 0:\n{run.text()[-3000:]}")
